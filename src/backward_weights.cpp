@@ -1,0 +1,33 @@
+#include "gemm.hpp"
+#include "kernels.hpp"
+
+namespace convgemm::detail {
+
+void backward_weights_block(const Conv2dShape& s, const float* x_group, const float* dy_group,
+                            const ColumnBlock& block, float beta, float* dw_group, float* scratch) {
+  const int64_t M = s.gemm_m(), K = s.gemm_k(), P = s.gemm_p();
+  const int64_t columns = block.columns(s), first_column = block.oh_begin * s.out_width();
+  const int64_t panel = block.k_end - block.k_begin;
+
+  // Rows [k_begin, k_end) of the block of X_col: for a pointwise kernel they are input channels.
+  const float* x_col = x_group + block.k_begin * P + first_column;
+  int64_t ld_x_col = P;
+  if (!is_pointwise(s)) {
+    im2col_block(s, x_group, block, scratch);
+    x_col = scratch;
+    ld_x_col = columns;
+  }
+  sgemm(Transpose::no, Transpose::yes, M, panel, columns, dy_group + first_column, /*lda=*/P, x_col,
+        ld_x_col, beta, dw_group + block.k_begin, /*ldc=*/K);
+}
+
+float channel_sum(const float* t, int64_t batch, int64_t channels, int64_t plane, int64_t channel) {
+  double sum = 0.0;
+  for (int64_t n = 0; n < batch; ++n) {
+    const float* values = t + (n * channels + channel) * plane;
+    for (int64_t i = 0; i < plane; ++i) sum += values[i];
+  }
+  return static_cast<float>(sum);
+}
+
+}  // namespace convgemm::detail

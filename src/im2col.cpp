@@ -1,0 +1,114 @@
+// im2col and col2im together: they are each other's adjoint, and share the index arithmetic
+// (TapRange) so that they cannot disagree about which pixel a column entry belongs to.
+#include "im2col.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+#include "check.hpp"
+#include "convgemm/im2col.hpp"
+
+namespace convgemm::detail {
+namespace {
+
+// For one X_col row (c, kh, kw): the output columns ow in [ow_begin, ow_end) read a pixel inside
+// the image, at iw = ow * stride_width + iw_offset; the others read the zero padding.
+struct TapRange {
+  int64_t ow_begin, ow_end, iw_offset;
+};
+
+TapRange tap_range(const Conv2dShape& s, int64_t kw) {
+  const int64_t ow_count = s.out_width();
+  const int64_t iw_offset = kw * s.dilation_width - s.pad_left;
+  // iw >= 0  <=>  ow >= ceil(-iw_offset / stride);  iw < W  <=>  ow < ceil((W - iw_offset) /
+  // stride)
+  const int64_t begin = std::clamp<int64_t>(ceil_div(-iw_offset, s.stride_width), 0, ow_count);
+  const int64_t end =
+      std::clamp<int64_t>(ceil_div(s.in_width - iw_offset, s.stride_width), begin, ow_count);
+  return {begin, end, iw_offset};
+}
+
+// Calls visit(row_out, plane_row_or_null, taps) for every (X_col row, output row) of the block;
+// plane_row is null when the output row reads a padding row.
+template <class Image, class Visit>
+void for_each_block_row(const Conv2dShape& s, Image* image, const ColumnBlock& block, Visit visit) {
+  const int64_t KH = s.kernel_height, KW = s.kernel_width;
+  const int64_t H = s.in_height, W = s.in_width, OW = s.out_width();
+  const int64_t columns = block.columns(s);
+  for (int64_t k = block.k_begin; k < block.k_end; ++k) {
+    const int64_t c = k / (KH * KW), kh = k / KW % KH, kw = k % KW;
+    const TapRange taps = tap_range(s, kw);
+    Image* plane = image + c * H * W;
+    for (int64_t oh = block.oh_begin; oh < block.oh_end; ++oh) {
+      const int64_t ih = oh * s.stride_height - s.pad_top + kh * s.dilation_height;
+      const int64_t row_out = (k - block.k_begin) * columns + (oh - block.oh_begin) * OW;
+      visit(row_out, (ih >= 0 && ih < H) ? plane + ih * W : nullptr, taps);
+    }
+  }
+}
+
+}  // namespace
+
+void im2col_block(const Conv2dShape& s, const float* image, const ColumnBlock& block,
+                  float* x_col) {
+  const int64_t OW = s.out_width(), stride = s.stride_width;
+  for_each_block_row(s, image, block, [&](int64_t row_out, const float* in_row, TapRange taps) {
+    float* out = x_col + row_out;
+    if (in_row == nullptr) {
+      std::fill(out, out + OW, 0.0f);
+      return;
+    }
+    std::fill(out, out + taps.ow_begin, 0.0f);
+    if (taps.ow_begin < taps.ow_end) {
+      const float* src = in_row + taps.ow_begin * stride + taps.iw_offset;
+      if (stride == 1) {
+        // Stride 1: the taps of a row are one contiguous run of the image row.
+        std::copy(src, src + (taps.ow_end - taps.ow_begin), out + taps.ow_begin);
+      } else {
+        for (int64_t ow = taps.ow_begin; ow < taps.ow_end; ++ow) {
+          out[ow] = src[(ow - taps.ow_begin) * stride];
+        }
+      }
+    }
+    std::fill(out + taps.ow_end, out + OW, 0.0f);
+  });
+}
+
+void col2im_block(const Conv2dShape& s, const float* x_col, const ColumnBlock& block,
+                  float* image) {
+  const int64_t stride = s.stride_width;
+  for_each_block_row(s, image, block, [&](int64_t row_out, float* in_row, TapRange taps) {
+    // A padding row, or a kernel column that reads only padding: its gradient goes nowhere.
+    if (in_row == nullptr || taps.ow_begin == taps.ow_end) return;
+    const float* col = x_col + row_out;
+    float* dst = in_row + taps.ow_begin * stride + taps.iw_offset;
+    for (int64_t ow = taps.ow_begin; ow < taps.ow_end; ++ow) {
+      dst[(ow - taps.ow_begin) * stride] += col[ow];
+    }
+  });
+}
+
+}  // namespace convgemm::detail
+
+namespace convgemm {
+namespace {
+detail::ColumnBlock whole_image(const Conv2dShape& shape) {
+  return {0, shape.gemm_k(), 0, shape.out_height()};
+}
+}  // namespace
+
+void im2col(const Conv2dShape& shape, const float* image, float* x_col) {
+  shape.validate();
+  detail::require_pointer("image", image);
+  detail::require_pointer("x_col", x_col);
+  detail::im2col_block(shape, image, whole_image(shape), x_col);
+}
+
+void col2im(const Conv2dShape& shape, const float* x_col, float* image) {
+  shape.validate();
+  detail::require_pointer("x_col", x_col);
+  detail::require_pointer("image", image);
+  detail::col2im_block(shape, x_col, whole_image(shape), image);
+}
+
+}  // namespace convgemm

@@ -1,0 +1,37 @@
+#pragma once
+// Block-wise im2col / col2im kernels (the X_col layout is defined in convgemm/im2col.hpp).
+// A block is a range of X_col rows [k_begin, k_end) and of output rows [oh_begin, oh_end); its
+// buffer is (k_end - k_begin) x ((oh_end - oh_begin) * OW), row-major. Shapes are validated by
+// the caller; nothing here allocates.
+
+#include <cstdint>
+
+#include "convgemm/shape.hpp"
+
+namespace convgemm::detail {
+
+struct ColumnBlock {
+  int64_t k_begin, k_end;    // rows of X_col: (c, kh, kw) flattened
+  int64_t oh_begin, oh_end;  // output rows; the block's columns are (oh, ow) for these rows
+  int64_t columns(const Conv2dShape& shape) const {
+    return (oh_end - oh_begin) * shape.out_width();
+  }
+};
+
+// Writes the block of X_col read from `image` [C/G, H, W] (zeros for taps in the padding).
+void im2col_block(const Conv2dShape& shape, const float* image, const ColumnBlock& block,
+                  float* x_col);
+
+// Adds the block of X_col back into `image` [C/G, H, W]; entries in the padding are dropped.
+void col2im_block(const Conv2dShape& shape, const float* x_col, const ColumnBlock& block,
+                  float* image);
+
+// True when X_col is the image itself (1x1 kernel, stride 1, no padding), so no lowering is
+// needed: X_col [C/G x H*W] is the group's input planes, with leading dimension H*W.
+inline bool is_pointwise(const Conv2dShape& shape) {
+  return shape.kernel_height == 1 && shape.kernel_width == 1 && shape.stride_height == 1 &&
+         shape.stride_width == 1 && shape.pad_top == 0 && shape.pad_bottom == 0 &&
+         shape.pad_left == 0 && shape.pad_right == 0;
+}
+
+}  // namespace convgemm::detail

@@ -1,0 +1,205 @@
+#include "plan.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <new>
+#include <string>
+
+#include "check.hpp"
+#include "kernels.hpp"
+
+namespace convgemm::detail {
+namespace {
+
+constexpr std::size_t kCacheLineFloats = 64 / sizeof(float);
+constexpr std::align_val_t kWorkspaceAlignment{64};
+
+// backward_weights splits K into at most this many panels (tasks per group), each at least
+// kMinPanelRows rows tall so that its GEMM stays efficient.
+constexpr int64_t kMaxWeightPanels = 4;
+constexpr int64_t kMinPanelRows = 32;
+
+int64_t round_up(int64_t value, int64_t multiple) { return ceil_div(value, multiple) * multiple; }
+
+}  // namespace
+
+std::size_t default_block_bytes() {
+  static const std::size_t bytes = [] {
+    constexpr long kFallback = 1 << 20;  // 1 MiB, a common L2 size per core
+    const long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    return static_cast<std::size_t>(std::clamp(l2 > 0 ? l2 : kFallback, 64L << 10, 8L << 20));
+  }();
+  return bytes;
+}
+
+Blocking choose_blocking(const Conv2dShape& s, const Conv2dOptions& options, int threads) {
+  const int64_t K = s.gemm_k(), OH = s.out_height(), OW = s.out_width();
+  Blocking b;
+  b.pointwise = is_pointwise(s);
+
+  // The block budget depends on the machine and the options only, so that the sums a block
+  // structure implies never change with the thread count.
+  std::size_t block_bytes = options.block_bytes != 0 ? options.block_bytes : default_block_bytes();
+  if (options.workspace_limit != 0) block_bytes = std::min(block_bytes, options.workspace_limit);
+  const int64_t budget_floats = static_cast<int64_t>(block_bytes / sizeof(float));
+  auto rows_within_budget = [&](int64_t x_col_rows) {
+    return std::clamp<int64_t>(budget_floats / (x_col_rows * OW), 1, OH);
+  };
+
+  b.rows_per_block = rows_within_budget(K);
+  b.blocks_per_image = ceil_div(OH, b.rows_per_block);
+  // Block i ends at input row (end_i - 1)*sh - pt + dh*(KH-1); block i+2 starts at
+  // (end_i + rows)*sh - pt. They are disjoint when (rows + 1)*sh > dh*(KH-1).
+  b.data_waves =
+      (b.rows_per_block + 1) * s.stride_height > s.dilation_height * (s.kernel_height - 1);
+
+  b.weight_panels = std::clamp<int64_t>(K / kMinPanelRows, 1, kMaxWeightPanels);
+  b.weight_panel_rows = ceil_div(K, b.weight_panels);
+  b.weight_panels = ceil_div(K, b.weight_panel_rows);
+  b.weight_rows_per_block = rows_within_budget(b.weight_panel_rows);
+  b.weight_blocks_per_image = ceil_div(OH, b.weight_rows_per_block);
+
+  if (!b.pointwise) {
+    const int64_t data_floats = K * b.rows_per_block * OW;
+    const int64_t weight_floats = b.weight_panel_rows * b.weight_rows_per_block * OW;
+    b.slot_floats = round_up(std::max(data_floats, weight_floats), kCacheLineFloats);
+  }
+
+  b.slots = std::max(threads, 1);
+  if (options.workspace_limit != 0 && b.slot_floats > 0) {
+    const std::size_t slot_bytes = static_cast<std::size_t>(b.slot_floats) * sizeof(float);
+    if (slot_bytes > options.workspace_limit) {
+      fail("workspace_limit",
+           static_cast<int64_t>(std::min<std::size_t>(options.workspace_limit, INT64_MAX)),
+           "must be at least " + std::to_string(slot_bytes) +
+               " bytes, one row block on one worker for " + s.to_string());
+    }
+    b.slots = static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(b.slots),
+                                                     options.workspace_limit / slot_bytes));
+  }
+  return b;
+}
+
+void Plan::AlignedDelete::operator()(float* p) const {
+  ::operator delete[](p, kWorkspaceAlignment);
+}
+
+Plan::Plan(const Conv2dShape& shape, const Conv2dOptions& options)
+    : shape_(shape),
+      blocking_(choose_blocking(
+          shape, options, options.num_threads > 0 ? options.num_threads : default_thread_count())),
+      pool_(blocking_.slots),
+      slot_stride_(blocking_.slot_floats) {
+  if (slot_stride_ > 0) {
+    const std::size_t floats = static_cast<std::size_t>(slot_stride_) * blocking_.slots;
+    workspace_.reset(
+        static_cast<float*>(::operator new[](floats * sizeof(float), kWorkspaceAlignment)));
+  }
+}
+
+std::size_t Plan::workspace_bytes() const {
+  return static_cast<std::size_t>(slot_stride_) * blocking_.slots * sizeof(float);
+}
+
+void Plan::forward(const float* x, const float* w, const float* bias, float* y, bool accumulate) {
+  const Conv2dShape& s = shape_;
+  const int64_t G = s.groups, M = s.gemm_m(), K = s.gemm_k(), P = s.gemm_p();
+  const int64_t C = s.in_channels, O = s.out_channels, HW = s.in_height * s.in_width;
+  const int64_t OH = s.out_height(), rows = blocking_.rows_per_block;
+  const int64_t blocks = blocking_.blocks_per_image;
+  pool_.run(s.batch * G * blocks, [&](int64_t task, int slot) {
+    const int64_t block = task % blocks, g = task / blocks % G, n = task / blocks / G;
+    const int64_t oh_begin = block * rows, oh_end = std::min(OH, oh_begin + rows);
+    forward_rows(s, x + (n * C + g * (C / G)) * HW, w + g * M * K,
+                 bias != nullptr ? bias + g * M : nullptr, oh_begin, oh_end, accumulate,
+                 y + (n * O + g * M) * P, scratch(slot));
+  });
+}
+
+void Plan::backward_data(const float* dy, const float* w, float* dx, bool accumulate) {
+  const Conv2dShape& s = shape_;
+  const int64_t G = s.groups, M = s.gemm_m(), K = s.gemm_k(), P = s.gemm_p();
+  const int64_t C = s.in_channels, O = s.out_channels, HW = s.in_height * s.in_width;
+  const int64_t OH = s.out_height(), rows = blocking_.rows_per_block;
+  const int64_t blocks = blocking_.blocks_per_image;
+  auto run_block = [&](int64_t n, int64_t g, int64_t block, int slot) {
+    const int64_t oh_begin = block * rows, oh_end = std::min(OH, oh_begin + rows);
+    backward_data_rows(s, dy + (n * O + g * M) * P, w + g * M * K, oh_begin, oh_end, accumulate,
+                       dx + (n * C + g * (C / G)) * HW, scratch(slot));
+  };
+
+  if (blocking_.pointwise) {  // the GEMM writes dx itself, block by disjoint block
+    pool_.run(s.batch * G * blocks, [&](int64_t task, int slot) {
+      run_block(task / blocks / G, task / blocks % G, task % blocks, slot);
+    });
+    return;
+  }
+  if (!accumulate) {
+    pool_.run(s.batch, [&](int64_t n, int) {
+      std::memset(dx + n * C * HW, 0, static_cast<std::size_t>(C * HW) * sizeof(float));
+    });
+  }
+  // Every pixel receives its block contributions in one fixed order, even blocks before odd
+  // ones, whether the blocks run in parallel waves or in one task.
+  if (blocking_.data_waves) {
+    for (int64_t parity = 0; parity < 2; ++parity) {
+      const int64_t count = (blocks - parity + 1) / 2;
+      pool_.run(s.batch * G * count, [&](int64_t task, int slot) {
+        run_block(task / count / G, task / count % G, parity + 2 * (task % count), slot);
+      });
+    }
+  } else {
+    pool_.run(s.batch * G, [&](int64_t task, int slot) {
+      for (int64_t parity = 0; parity < 2; ++parity) {
+        for (int64_t block = parity; block < blocks; block += 2) {
+          run_block(task / G, task % G, block, slot);
+        }
+      }
+    });
+  }
+}
+
+void Plan::backward_weights(const float* x, const float* dy, float* dw, float* dbias,
+                            bool accumulate) {
+  const Conv2dShape& s = shape_;
+  const int64_t G = s.groups, M = s.gemm_m(), K = s.gemm_k(), P = s.gemm_p();
+  const int64_t C = s.in_channels, O = s.out_channels, HW = s.in_height * s.in_width;
+  const int64_t OH = s.out_height(), rows = blocking_.weight_rows_per_block;
+  const int64_t blocks = blocking_.weight_blocks_per_image;
+  const int64_t panels = blocking_.weight_panels, panel_rows = blocking_.weight_panel_rows;
+  pool_.run(G * panels, [&](int64_t task, int slot) {
+    const int64_t g = task / panels, k_begin = task % panels * panel_rows;
+    const int64_t k_end = std::min(K, k_begin + panel_rows);
+    // The panel's sum runs over images, then row blocks, in index order (see plan.hpp).
+    float beta = accumulate ? 1.0f : 0.0f;
+    for (int64_t n = 0; n < s.batch; ++n) {
+      for (int64_t block = 0; block < blocks; ++block) {
+        const ColumnBlock columns{k_begin, k_end, block * rows, std::min(OH, (block + 1) * rows)};
+        backward_weights_block(s, x + (n * C + g * (C / G)) * HW, dy + (n * O + g * M) * P, columns,
+                               beta, dw + g * M * K, scratch(slot));
+        beta = 1.0f;
+      }
+    }
+  });
+  if (dbias != nullptr) sum_channels(dy, O, P, dbias, accumulate);
+}
+
+void Plan::add_channel_bias(const float* bias, int64_t channels, int64_t plane, float* t) {
+  pool_.run(shape_.batch * channels, [&](int64_t task, int) {
+    float* values = t + task * plane;
+    const float b = bias[task % channels];
+    for (int64_t i = 0; i < plane; ++i) values[i] += b;
+  });
+}
+
+void Plan::sum_channels(const float* t, int64_t channels, int64_t plane, float* sums,
+                        bool accumulate) {
+  pool_.run(channels, [&](int64_t channel, int) {
+    const float sum = channel_sum(t, shape_.batch, channels, plane, channel);
+    sums[channel] = accumulate ? sums[channel] + sum : sum;
+  });
+}
+
+}  // namespace convgemm::detail

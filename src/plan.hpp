@@ -1,0 +1,83 @@
+#pragma once
+// The engine behind Conv2d and ConvTranspose2d: how the work is cut into tasks (Blocking), the
+// workspace those tasks use, and the dispatch of the three passes to the kernels.
+//
+// Tasks and why:
+//   forward           (image, group, block of output rows): every core is busy even at batch 1.
+//   backward_data     the same tasks; row blocks of one image scatter into overlapping input
+//                     rows, so even blocks run first and odd blocks second (two parallel waves)
+//                     when blocks two apart cannot touch the same pixel, and one task per
+//                     (image, group) runs its blocks in that same order otherwise.
+//   backward_weights  (group, panel of dW columns = X_col rows): each task sums its panel over
+//                     every image and row block in index order, so each dW entry is the same
+//                     sum in the same order whichever thread runs it: bitwise reproducible
+//                     across thread counts, with no partial buffers. Each task lowers only its
+//                     own X_col rows, so no im2col work is repeated.
+// The workspace is one column block per worker slot; a slot is picked by the running thread and
+// never influences a result.
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "convgemm/conv2d.hpp"
+#include "convgemm/shape.hpp"
+#include "parallel.hpp"
+
+namespace convgemm::detail {
+
+// How the work is cut: a function of the shape and the options (block_bytes, workspace_limit),
+// never of the thread count, except `slots`.
+struct Blocking {
+  bool pointwise = false;               // X_col is the input itself: no scratch at all
+  int64_t rows_per_block = 1;           // output rows per block, forward and backward_data
+  int64_t blocks_per_image = 1;         // ceil(OH / rows_per_block)
+  bool data_waves = false;              // backward_data blocks two apart never overlap
+  int64_t weight_panel_rows = 1;        // X_col rows (dW columns) per backward_weights task
+  int64_t weight_panels = 1;            // ceil(K / weight_panel_rows)
+  int64_t weight_rows_per_block = 1;    // output rows per backward_weights block
+  int64_t weight_blocks_per_image = 1;  // ceil(OH / weight_rows_per_block)
+  int64_t slot_floats = 0;              // scratch floats per worker slot
+  int slots = 1;                        // worker slots (threads a call can use)
+};
+
+// Throws std::invalid_argument naming workspace_limit when one slot cannot fit under it.
+Blocking choose_blocking(const Conv2dShape& shape, const Conv2dOptions& options, int threads);
+
+// Per-worker block size when the options leave it open: this machine's L2 cache size.
+std::size_t default_block_bytes();
+
+class Plan {
+ public:
+  // `shape` must satisfy the kernels' preconditions (Conv2dShape::validate, or a transposed
+  // shape's as_convolution() after ConvTranspose2dShape::validate).
+  Plan(const Conv2dShape& shape, const Conv2dOptions& options);
+
+  void forward(const float* x, const float* w, const float* bias, float* y, bool accumulate);
+  void backward_data(const float* dy, const float* w, float* dx, bool accumulate);
+  // dbias may be null.
+  void backward_weights(const float* x, const float* dy, float* dw, float* dbias, bool accumulate);
+
+  // Channel-wise helpers over a [N, channels, plane] tensor, run on the plan's workers.
+  void add_channel_bias(const float* bias, int64_t channels, int64_t plane, float* t);
+  void sum_channels(const float* t, int64_t channels, int64_t plane, float* sums, bool accumulate);
+
+  const Conv2dShape& shape() const { return shape_; }
+  const Blocking& blocking() const { return blocking_; }
+  std::size_t workspace_bytes() const;
+
+ private:
+  float* scratch(int slot) { return workspace_.get() + slot * slot_stride_; }
+
+  struct AlignedDelete {
+    void operator()(float* p) const;
+  };
+
+  Conv2dShape shape_;
+  Blocking blocking_;
+  WorkerPool pool_;
+  int64_t slot_stride_ = 0;  // floats, a whole number of cache lines so slots never share one
+  std::unique_ptr<float[], AlignedDelete> workspace_;
+};
+
+}  // namespace convgemm::detail

@@ -1,0 +1,163 @@
+#include "convgemm/shape.hpp"
+
+#include <string>
+
+#include "check.hpp"
+#include "gemm.hpp"
+
+namespace convgemm {
+namespace {
+
+using detail::checked_add;
+using detail::checked_mul;
+using detail::fail_message;
+using detail::require_at_least;
+
+int64_t output_size(int64_t in, int64_t pad_begin, int64_t pad_end, int64_t kernel, int64_t stride,
+                    int64_t dilation) {
+  return detail::floor_div(in + pad_begin + pad_end - dilation * (kernel - 1) - 1, stride) + 1;
+}
+
+// The axis checks shared by both axes; names come in as arguments so messages say which axis.
+void validate_axis(const char* out_name, const char* in_name, int64_t in, const char* kernel_name,
+                   int64_t kernel, int64_t pad_begin, int64_t pad_end, int64_t dilation) {
+  const int64_t padded = checked_add(checked_add(in, pad_begin, in_name), pad_end, in_name);
+  const int64_t extent =
+      checked_add(checked_mul(dilation, kernel - 1, kernel_name), 1, kernel_name);
+  if (extent > padded) {
+    fail_message(std::string(out_name) + " must be >= 1: the dilated " + kernel_name + " (" +
+                 std::to_string(extent) + ") exceeds the padded " + in_name + " (" +
+                 std::to_string(padded) + ")");
+  }
+}
+
+}  // namespace
+
+int64_t Conv2dShape::out_height() const {
+  return output_size(in_height, pad_top, pad_bottom, kernel_height, stride_height, dilation_height);
+}
+
+int64_t Conv2dShape::out_width() const {
+  return output_size(in_width, pad_left, pad_right, kernel_width, stride_width, dilation_width);
+}
+
+int64_t Conv2dShape::parameter_count(bool with_bias) const {
+  return weight_elements() + (with_bias ? bias_elements() : 0);
+}
+
+double Conv2dShape::flops(Pass /*pass*/) const {
+  // Every pass performs the same multiply-adds, only grouped differently (shape.hpp).
+  return 2.0 * double(batch) * double(out_channels) * double(out_height()) * double(out_width()) *
+         double(gemm_k());
+}
+
+Conv2dShape& Conv2dShape::set_padding(int64_t pad) { return set_padding(pad, pad); }
+
+Conv2dShape& Conv2dShape::set_padding(int64_t pad_h, int64_t pad_w) {
+  pad_top = pad_bottom = pad_h;
+  pad_left = pad_right = pad_w;
+  return *this;
+}
+
+Conv2dShape& Conv2dShape::set_same_padding() {
+  // Total padding that makes out = ceil(in / stride); the odd tap goes to the end.
+  auto total = [](int64_t in, int64_t kernel, int64_t stride, int64_t dilation) {
+    const int64_t out = detail::ceil_div(in, stride);
+    const int64_t needed = (out - 1) * stride + dilation * (kernel - 1) + 1 - in;
+    return needed > 0 ? needed : int64_t{0};
+  };
+  const int64_t total_h = total(in_height, kernel_height, stride_height, dilation_height);
+  const int64_t total_w = total(in_width, kernel_width, stride_width, dilation_width);
+  pad_top = total_h / 2;
+  pad_bottom = total_h - pad_top;
+  pad_left = total_w / 2;
+  pad_right = total_w - pad_left;
+  return *this;
+}
+
+void Conv2dShape::validate() const {
+  require_at_least("batch", batch, 1);
+  require_at_least("in_channels", in_channels, 1);
+  require_at_least("in_height", in_height, 1);
+  require_at_least("in_width", in_width, 1);
+  require_at_least("out_channels", out_channels, 1);
+  require_at_least("kernel_height", kernel_height, 1);
+  require_at_least("kernel_width", kernel_width, 1);
+  require_at_least("stride_height", stride_height, 1);
+  require_at_least("stride_width", stride_width, 1);
+  require_at_least("pad_top", pad_top, 0);
+  require_at_least("pad_bottom", pad_bottom, 0);
+  require_at_least("pad_left", pad_left, 0);
+  require_at_least("pad_right", pad_right, 0);
+  require_at_least("dilation_height", dilation_height, 1);
+  require_at_least("dilation_width", dilation_width, 1);
+  require_at_least("groups", groups, 1);
+  if (in_channels % groups != 0) {
+    fail_message("in_channels (" + std::to_string(in_channels) + ") must be divisible by groups (" +
+                 std::to_string(groups) + ")");
+  }
+  if (out_channels % groups != 0) {
+    fail_message("out_channels (" + std::to_string(out_channels) +
+                 ") must be divisible by groups (" + std::to_string(groups) + ")");
+  }
+  validate_axis("out_height", "in_height", in_height, "kernel_height", kernel_height, pad_top,
+                pad_bottom, dilation_height);
+  validate_axis("out_width", "in_width", in_width, "kernel_width", kernel_width, pad_left,
+                pad_right, dilation_width);
+
+  // Every product that sizes a buffer or a GEMM, so that the getters may multiply freely.
+  constexpr int64_t kFloatBytes = sizeof(float);
+  const int64_t plane_in = checked_mul(in_height, in_width, "in_height * in_width");
+  const int64_t input =
+      checked_mul(checked_mul(batch, in_channels, "input size"), plane_in, "input size");
+  checked_mul(input, kFloatBytes, "input bytes");
+  const int64_t plane_out = checked_mul(out_height(), out_width(), "out_height * out_width");
+  const int64_t output =
+      checked_mul(checked_mul(batch, out_channels, "output size"), plane_out, "output size");
+  checked_mul(output, kFloatBytes, "output bytes");
+  const int64_t k =
+      checked_mul(in_channels / groups, checked_mul(kernel_height, kernel_width, "kernel size"),
+                  "in_channels / groups * kernel size");
+  checked_mul(checked_mul(out_channels, k, "weight size"), kFloatBytes, "weight bytes");
+  checked_mul(checked_mul(k, plane_out, "column matrix size"), kFloatBytes, "column bytes");
+
+  // The GEMM dimensions (and so every leading dimension) must fit the BLAS integer.
+  const int64_t limit = detail::blas_int_max();
+  auto fit_blas = [limit](const char* name, int64_t value) {
+    if (value > limit) {
+      detail::fail(name, value, "exceeds the BLAS integer limit " + std::to_string(limit));
+    }
+  };
+  fit_blas("out_channels / groups (GEMM M)", gemm_m());
+  fit_blas("in_channels / groups * kernel_height * kernel_width (GEMM K)", k);
+  fit_blas("out_height * out_width (GEMM P)", plane_out);
+  fit_blas("in_height * in_width", plane_in);
+}
+
+std::string Conv2dShape::to_string() const {
+  // Appended piece by piece: GCC 12 warns falsely (-Wrestrict) on long chains of operator+.
+  std::string text;
+  auto put = [&text](const char* label, int64_t value) {
+    text += label;
+    text += std::to_string(value);
+  };
+  put("n", batch);
+  put("_c", in_channels);
+  put("_h", in_height);
+  put("w", in_width);
+  put("_o", out_channels);
+  put("_k", kernel_height);
+  put("x", kernel_width);
+  put("_s", stride_height);
+  put("x", stride_width);
+  put("_p", pad_top);
+  put(".", pad_bottom);
+  put(".", pad_left);
+  put(".", pad_right);
+  put("_d", dilation_height);
+  put("x", dilation_width);
+  put("_g", groups);
+  return text;
+}
+
+}  // namespace convgemm
