@@ -1,0 +1,26 @@
+#!/bin/sh
+# Installs the Debian 12 packages convgemm builds with, when they are missing.
+#   cmake/debian-packages.sh          the library, tests and examples
+#   cmake/debian-packages.sh --bench  also the benchmark peers (oneDNN) and the plot tool
+# Uses sudo when not run as root; does nothing (and needs no network) when all are installed.
+set -eu
+
+packages="build-essential cmake libopenblas-dev libtbb-dev libgtest-dev libgmock-dev libbenchmark-dev"
+if [ "${1:-}" = "--bench" ]; then
+  packages="$packages libdnnl-dev gnuplot-nox"
+fi
+
+missing=""
+for package in $packages; do
+  if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
+    missing="$missing $package"
+  fi
+done
+[ -z "$missing" ] && exit 0
+
+echo "Installing Debian packages:$missing"
+sudo=""
+[ "$(id -u)" -ne 0 ] && sudo="sudo"
+$sudo apt-get update -qq
+# shellcheck disable=SC2086  # the package list is meant to split
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $missing
