@@ -9,24 +9,18 @@
 #include "convgemm/im2col.hpp"
 
 namespace convgemm::detail {
-namespace {
-
-// For one X_col row (c, kh, kw): the output columns ow in [ow_begin, ow_end) read a pixel inside
-// the image, at iw = ow * stride_width + iw_offset; the others read the zero padding.
-struct TapRange {
-  int64_t ow_begin, ow_end, iw_offset;
-};
 
 TapRange tap_range(const Conv2dShape& s, int64_t kw) {
   const int64_t ow_count = s.out_width();
   const int64_t iw_offset = kw * s.dilation_width - s.pad_left;
-  // iw >= 0  <=>  ow >= ceil(-iw_offset / stride);  iw < W  <=>  ow < ceil((W - iw_offset) /
-  // stride)
+  // iw >= 0 <=> ow >= ceil(-iw_offset / stride);  iw < W <=> ow < ceil((W - iw_offset) / stride)
   const int64_t begin = std::clamp<int64_t>(ceil_div(-iw_offset, s.stride_width), 0, ow_count);
   const int64_t end =
       std::clamp<int64_t>(ceil_div(s.in_width - iw_offset, s.stride_width), begin, ow_count);
   return {begin, end, iw_offset};
 }
+
+namespace {
 
 // Calls visit(row_out, plane_row_or_null, taps) for every (X_col row, output row) of the block;
 // plane_row is null when the output row reads a padding row.

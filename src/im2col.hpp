@@ -18,6 +18,13 @@ struct ColumnBlock {
   }
 };
 
+// For one kernel column kw: the output columns ow in [ow_begin, ow_end) read a pixel inside the
+// image, at iw = ow * stride_width + iw_offset; the others read the zero padding.
+struct TapRange {
+  int64_t ow_begin, ow_end, iw_offset;
+};
+TapRange tap_range(const Conv2dShape& shape, int64_t kw);
+
 // Writes the block of X_col read from `image` [C/G, H, W] (zeros for taps in the padding).
 void im2col_block(const Conv2dShape& shape, const float* image, const ColumnBlock& block,
                   float* x_col);

@@ -35,3 +35,34 @@ void backward_weights_block(const Conv2dShape& shape, const float* x_group, cons
 float channel_sum(const float* t, int64_t batch, int64_t channels, int64_t plane, int64_t channel);
 
 }  // namespace convgemm::detail
+
+namespace convgemm::detail {
+
+// Depthwise convolution (in_channels == groups: every output channel reads one input channel,
+// with O/G filters per channel), computed directly on the planes. As a GEMM it would be
+// W_g [O/G x KH*KW] * X_col [KH*KW x P], a few matrix-vector products that no BLAS runs near
+// peak; the direct loops keep eight outputs and all their taps in registers instead.
+// Planes are [H, W] for x/dx and [OH, OW] for y/dy; a filter is [KH, KW]. `scratch` holds
+// depthwise_scratch_floats(shape) floats (a zero-padded copy of one plane).
+int64_t depthwise_scratch_floats(const Conv2dShape& shape);
+
+// y_plane = bias + sum over (kh, kw) of filter[kh, kw] * the shifted input plane (bias may be
+// null; with accumulate the sum is added to y_plane).
+void depthwise_forward_plane(const Conv2dShape& shape, const float* x_plane, const float* filter,
+                             const float* bias, bool accumulate, float* y_plane, float* scratch);
+
+// dx_plane = sum over the channel's `filter_count` filters of each dy plane sent back through
+// its filter; dy_planes and filters are consecutive. Adds instead with accumulate.
+void depthwise_backward_data_plane(const Conv2dShape& shape, const float* dy_planes,
+                                   const float* filters, int64_t filter_count, bool accumulate,
+                                   float* dx_plane, float* scratch);
+
+// dw_filter[kh, kw] = sum over images n and output positions of dy * shifted x, where image n's
+// planes are x_channel + n * x_image_stride and dy_channel + n * dy_image_stride; the sum runs
+// in index order (reproducible). Adds instead with accumulate.
+void depthwise_backward_weights_filter(const Conv2dShape& shape, const float* x_channel,
+                                       int64_t x_image_stride, const float* dy_channel,
+                                       int64_t dy_image_stride, bool accumulate, float* dw_filter,
+                                       float* scratch);
+
+}  // namespace convgemm::detail

@@ -37,6 +37,7 @@ std::size_t default_block_bytes() {
 Blocking choose_blocking(const Conv2dShape& s, const Conv2dOptions& options, int threads) {
   const int64_t K = s.gemm_k(), OH = s.out_height(), OW = s.out_width();
   Blocking b;
+  b.depthwise = s.in_channels == s.groups;
   b.pointwise = is_pointwise(s);
 
   // The block budget depends on the machine and the options only, so that the sums a block
@@ -61,7 +62,9 @@ Blocking choose_blocking(const Conv2dShape& s, const Conv2dOptions& options, int
   b.weight_rows_per_block = rows_within_budget(b.weight_panel_rows);
   b.weight_blocks_per_image = ceil_div(OH, b.weight_rows_per_block);
 
-  if (!b.pointwise) {
+  if (b.depthwise) {
+    b.slot_floats = round_up(depthwise_scratch_floats(s), kCacheLineFloats);
+  } else if (!b.pointwise) {
     const int64_t data_floats = K * b.rows_per_block * OW;
     const int64_t weight_floats = b.weight_panel_rows * b.weight_rows_per_block * OW;
     b.slot_floats = round_up(std::max(data_floats, weight_floats), kCacheLineFloats);
@@ -109,6 +112,15 @@ void Plan::forward(const float* x, const float* w, const float* bias, float* y, 
   const int64_t C = s.in_channels, O = s.out_channels, HW = s.in_height * s.in_width;
   const int64_t OH = s.out_height(), rows = blocking_.rows_per_block;
   const int64_t blocks = blocking_.blocks_per_image;
+  if (blocking_.depthwise) {
+    pool_.run(s.batch * O, [&](int64_t task, int slot) {
+      const int64_t n = task / O, o = task % O;
+      depthwise_forward_plane(s, x + (n * C + o / M) * HW, w + o * K,
+                              bias != nullptr ? bias + o : nullptr, accumulate, y + (n * O + o) * P,
+                              scratch(slot));
+    });
+    return;
+  }
   pool_.run(s.batch * G * blocks, [&](int64_t task, int slot) {
     const int64_t block = task % blocks, g = task / blocks % G, n = task / blocks / G;
     const int64_t oh_begin = block * rows, oh_end = std::min(OH, oh_begin + rows);
@@ -130,6 +142,14 @@ void Plan::backward_data(const float* dy, const float* w, float* dx, bool accumu
                        dx + (n * C + g * (C / G)) * HW, scratch(slot));
   };
 
+  if (blocking_.depthwise) {
+    pool_.run(s.batch * C, [&](int64_t task, int slot) {
+      const int64_t n = task / C, c = task % C;
+      depthwise_backward_data_plane(s, dy + (n * O + c * M) * P, w + c * M * K, M, accumulate,
+                                    dx + (n * C + c) * HW, scratch(slot));
+    });
+    return;
+  }
   if (blocking_.pointwise) {  // the GEMM writes dx itself, block by disjoint block
     pool_.run(s.batch * G * blocks, [&](int64_t task, int slot) {
       run_block(task / blocks / G, task / blocks % G, task % blocks, slot);
@@ -169,6 +189,14 @@ void Plan::backward_weights(const float* x, const float* dy, float* dw, float* d
   const int64_t OH = s.out_height(), rows = blocking_.weight_rows_per_block;
   const int64_t blocks = blocking_.weight_blocks_per_image;
   const int64_t panels = blocking_.weight_panels, panel_rows = blocking_.weight_panel_rows;
+  if (blocking_.depthwise) {
+    pool_.run(O, [&](int64_t o, int slot) {
+      depthwise_backward_weights_filter(s, x + o / M * HW, C * HW, dy + o * P, O * P, accumulate,
+                                        dw + o * K, scratch(slot));
+    });
+    if (dbias != nullptr) sum_channels(dy, O, P, dbias, accumulate);
+    return;
+  }
   pool_.run(G * panels, [&](int64_t task, int slot) {
     const int64_t g = task / panels, k_begin = task % panels * panel_rows;
     const int64_t k_end = std::min(K, k_begin + panel_rows);

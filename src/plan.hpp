@@ -2,7 +2,8 @@
 // The engine behind Conv2d and ConvTranspose2d: how the work is cut into tasks (Blocking), the
 // workspace those tasks use, and the dispatch of the three passes to the kernels.
 //
-// Tasks and why:
+// Tasks and why (depthwise shapes bypass all of this: one task per plane or filter, direct
+// loops, see kernels.hpp):
 //   forward           (image, group, block of output rows): every core is busy even at batch 1.
 //   backward_data     the same tasks; row blocks of one image scatter into overlapping input
 //                     rows, so even blocks run first and odd blocks second (two parallel waves)
@@ -29,13 +30,14 @@ namespace convgemm::detail {
 // How the work is cut: a function of the shape and the options (block_bytes, workspace_limit),
 // never of the thread count, except `slots`.
 struct Blocking {
-  bool pointwise = false;               // X_col is the input itself: no scratch at all
-  int64_t rows_per_block = 1;           // output rows per block, forward and backward_data
-  int64_t blocks_per_image = 1;         // ceil(OH / rows_per_block)
-  bool data_waves = false;              // backward_data blocks two apart never overlap
-  int64_t weight_panel_rows = 1;        // X_col rows (dW columns) per backward_weights task
-  int64_t weight_panels = 1;            // ceil(K / weight_panel_rows)
-  int64_t weight_rows_per_block = 1;    // output rows per backward_weights block
+  bool depthwise = false;             // in_channels == groups: direct kernels, no GEMM, no scratch
+  bool pointwise = false;             // X_col is the input itself: no scratch at all
+  int64_t rows_per_block = 1;         // output rows per block, forward and backward_data
+  int64_t blocks_per_image = 1;       // ceil(OH / rows_per_block)
+  bool data_waves = false;            // backward_data blocks two apart never overlap
+  int64_t weight_panel_rows = 1;      // X_col rows (dW columns) per backward_weights task
+  int64_t weight_panels = 1;          // ceil(K / weight_panel_rows)
+  int64_t weight_rows_per_block = 1;  // output rows per backward_weights block
   int64_t weight_blocks_per_image = 1;  // ceil(OH / weight_rows_per_block)
   int64_t slot_floats = 0;              // scratch floats per worker slot
   int slots = 1;                        // worker slots (threads a call can use)
