@@ -5,9 +5,9 @@
 
 namespace convgemm::detail {
 
-void forward_rows(const Conv2dShape& s, const float* x_group, const float* w_group,
-                  const float* bias_group, int64_t oh_begin, int64_t oh_end, bool accumulate,
-                  float* y_group, float* scratch) {
+void forward_rows(GemmLibrary gemm, const Conv2dShape& s, const float* x_group,
+                  const float* w_group, const float* bias_group, int64_t oh_begin, int64_t oh_end,
+                  bool accumulate, float* y_group, float* scratch) {
   const int64_t M = s.gemm_m(), K = s.gemm_k(), P = s.gemm_p();
   const ColumnBlock block{0, K, oh_begin, oh_end};
   const int64_t columns = block.columns(s), first_column = oh_begin * s.out_width();
@@ -37,8 +37,8 @@ void forward_rows(const Conv2dShape& s, const float* x_group, const float* w_gro
     }
     beta = 1.0f;
   }
-  sgemm(Transpose::no, Transpose::no, M, columns, K, w_group, /*lda=*/K, x_col, ld_x_col, beta,
-        y_block, /*ldc=*/P);
+  sgemm(gemm, Transpose::no, Transpose::no, M, columns, K, w_group, /*lda=*/K, x_col, ld_x_col,
+        beta, y_block, /*ldc=*/P);
 }
 
 }  // namespace convgemm::detail

@@ -4,15 +4,28 @@
 
 #include <cstdint>
 
+#include "convgemm/conv2d.hpp"
+#include "convgemm/shape.hpp"
+
 namespace convgemm::detail {
 
 enum class Transpose : bool { no, yes };
 
+// A resolved backend (conv2d.hpp's GemmBackend minus `automatic`).
+enum class GemmLibrary { openblas, onednn };
+
+// Resolves the options' choice for one pass; throws std::invalid_argument naming gemm_backend
+// when the backend is not built in.
+GemmLibrary resolve_gemm(GemmBackend requested, Pass pass);
+
 // C [m x n] = op(A) [m x k] * op(B) [k x n] + beta * C, all row-major with the given leading
-// dimensions. Dimensions must fit blas_int_max() (Conv2dShape::validate guarantees it).
-void sgemm(Transpose transpose_a, Transpose transpose_b, int64_t m, int64_t n, int64_t k,
-           const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
-           int64_t ldc);
+// dimensions, on `library`. Dimensions must fit blas_int_max() (Conv2dShape::validate
+// guarantees it). Runs on the calling thread only: OpenBLAS is kept single-threaded by a
+// SingleThreadedBlas scope, oneDNN's OpenMP team is set to one thread for the call (the OpenMP
+// setting is per thread, so it is saved and restored around each call).
+void sgemm(GemmLibrary library, Transpose transpose_a, Transpose transpose_b, int64_t m, int64_t n,
+           int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, float beta,
+           float* c, int64_t ldc);
 
 // The largest dimension the BLAS integer type of the linked CBLAS can carry.
 int64_t blas_int_max();
@@ -30,11 +43,12 @@ class SingleThreadedBlas {
   SingleThreadedBlas& operator=(const SingleThreadedBlas&) = delete;
 };
 
-// Counters for tests: GEMM calls made through sgemm(), and how many of them found the BLAS
-// library running more than one thread (which the engine must never do).
+// Counters for tests: GEMM calls made through sgemm(), how many of them found their library
+// set to run more than one thread (which the engine must never do), how many ran on oneDNN.
 struct GemmCounters {
   int64_t calls = 0;
   int64_t calls_with_threaded_blas = 0;
+  int64_t onednn_calls = 0;  // of `calls`, those that ran on oneDNN
 };
 GemmCounters gemm_counters();
 void reset_gemm_counters();

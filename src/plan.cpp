@@ -93,6 +93,9 @@ Plan::Plan(const Conv2dShape& shape, const Conv2dOptions& options)
     : shape_(shape),
       blocking_(choose_blocking(
           shape, options, options.num_threads > 0 ? options.num_threads : default_thread_count())),
+      forward_gemm_(resolve_gemm(options.gemm_backend, Pass::forward)),
+      backward_data_gemm_(resolve_gemm(options.gemm_backend, Pass::backward_data)),
+      backward_weights_gemm_(resolve_gemm(options.gemm_backend, Pass::backward_weights)),
       pool_(blocking_.slots),
       slot_stride_(blocking_.slot_floats) {
   if (slot_stride_ > 0) {
@@ -124,7 +127,7 @@ void Plan::forward(const float* x, const float* w, const float* bias, float* y, 
   pool_.run(s.batch * G * blocks, [&](int64_t task, int slot) {
     const int64_t block = task % blocks, g = task / blocks % G, n = task / blocks / G;
     const int64_t oh_begin = block * rows, oh_end = std::min(OH, oh_begin + rows);
-    forward_rows(s, x + (n * C + g * (C / G)) * HW, w + g * M * K,
+    forward_rows(forward_gemm_, s, x + (n * C + g * (C / G)) * HW, w + g * M * K,
                  bias != nullptr ? bias + g * M : nullptr, oh_begin, oh_end, accumulate,
                  y + (n * O + g * M) * P, scratch(slot));
   });
@@ -138,8 +141,8 @@ void Plan::backward_data(const float* dy, const float* w, float* dx, bool accumu
   const int64_t blocks = blocking_.blocks_per_image;
   auto run_block = [&](int64_t n, int64_t g, int64_t block, int slot) {
     const int64_t oh_begin = block * rows, oh_end = std::min(OH, oh_begin + rows);
-    backward_data_rows(s, dy + (n * O + g * M) * P, w + g * M * K, oh_begin, oh_end, accumulate,
-                       dx + (n * C + g * (C / G)) * HW, scratch(slot));
+    backward_data_rows(backward_data_gemm_, s, dy + (n * O + g * M) * P, w + g * M * K, oh_begin,
+                       oh_end, accumulate, dx + (n * C + g * (C / G)) * HW, scratch(slot));
   };
 
   if (blocking_.depthwise) {
@@ -205,8 +208,9 @@ void Plan::backward_weights(const float* x, const float* dy, float* dw, float* d
     for (int64_t n = 0; n < s.batch; ++n) {
       for (int64_t block = 0; block < blocks; ++block) {
         const ColumnBlock columns{k_begin, k_end, block * rows, std::min(OH, (block + 1) * rows)};
-        backward_weights_block(s, x + (n * C + g * (C / G)) * HW, dy + (n * O + g * M) * P, columns,
-                               beta, dw + g * M * K, scratch(slot));
+        backward_weights_block(backward_weights_gemm_, s, x + (n * C + g * (C / G)) * HW,
+                               dy + (n * O + g * M) * P, columns, beta, dw + g * M * K,
+                               scratch(slot));
         beta = 1.0f;
       }
     }

@@ -23,6 +23,7 @@
 
 #include "convgemm/conv2d.hpp"
 #include "convgemm/shape.hpp"
+#include "gemm.hpp"
 #include "parallel.hpp"
 
 namespace convgemm::detail {
@@ -77,6 +78,7 @@ class Plan {
 
   Conv2dShape shape_;
   Blocking blocking_;
+  GemmLibrary forward_gemm_, backward_data_gemm_, backward_weights_gemm_;
   WorkerPool pool_;
   int64_t slot_stride_ = 0;  // floats, a whole number of cache lines so slots never share one
   std::unique_ptr<float[], AlignedDelete> workspace_;

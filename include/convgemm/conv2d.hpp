@@ -14,6 +14,17 @@
 
 namespace convgemm {
 
+// The library a plan's GEMMs run on. OpenBLAS is always built; oneDNN's dnnl_sgemm only when
+// CMake found libdnnl-dev (see gemm_backend_available). `automatic` applies a rule that depends
+// on the pass only, never on threads, so reproducibility holds: backward_weights always runs on
+// OpenBLAS (it is as fast there and its panels are thin), forward and backward_data run on the
+// backend chosen at configure time (CMake cache variable CONVGEMM_GEMM_BACKEND, default
+// openblas). An explicit choice applies to every pass.
+enum class GemmBackend { automatic, openblas, onednn };
+
+// True when this build of the library contains `backend` (automatic and openblas always do).
+bool gemm_backend_available(GemmBackend backend);
+
 struct Conv2dOptions {
   // Gradients (dx, dw, dbias) are overwritten by default; with this set they are added to the
   // values already there, so that several micro-batches sum into one gradient.
@@ -32,6 +43,9 @@ struct Conv2dOptions {
   // Bytes of column block per worker, the unit of cache blocking. 0 sizes it to this machine's
   // L2 cache (detected, 1 MiB if unknown). A property of the machine, not of the thread count.
   std::size_t block_bytes = 0;
+
+  // Which GEMM library the passes call; a backend this build lacks throws std::invalid_argument.
+  GemmBackend gemm_backend = GemmBackend::automatic;
 };
 
 // The plan: validates the shape once, sizes and allocates every buffer once, then runs the three

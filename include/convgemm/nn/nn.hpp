@@ -1,0 +1,18 @@
+#pragma once
+// Umbrella header of the layer library (namespace convgemm::nn).
+#include "convgemm/nn/activation.hpp"
+#include "convgemm/nn/checkpoint.hpp"
+#include "convgemm/nn/conv2d.hpp"
+#include "convgemm/nn/data.hpp"
+#include "convgemm/nn/dense.hpp"
+#include "convgemm/nn/flatten.hpp"
+#include "convgemm/nn/init.hpp"
+#include "convgemm/nn/layer.hpp"
+#include "convgemm/nn/loss.hpp"
+#include "convgemm/nn/parameter.hpp"
+#include "convgemm/nn/pooling.hpp"
+#include "convgemm/nn/receptive_field.hpp"
+#include "convgemm/nn/sequential.hpp"
+#include "convgemm/nn/sgd.hpp"
+#include "convgemm/nn/tensor.hpp"
+#include "convgemm/nn/training.hpp"
