@@ -252,19 +252,27 @@ void load_checkpoint(Sequential& model, const std::filesystem::path& path) {
     uint64_t elements = 1;
     for (uint32_t d = 0; d < rank; ++d) {
       const int64_t dim = r.integer<int64_t>("parameter dimension");
-      if (dim < 0 || uint64_t(dim) > data.size()) r.corrupt("parameter dimension", uint64_t(dim));
+      if (dim < 0) r.corrupt("parameter dimension", uint64_t(dim));
       p.shape.push_back(dim);
-      if (__builtin_mul_overflow(elements, uint64_t(dim), &elements) || elements > data.size()) {
+      if (__builtin_mul_overflow(elements, uint64_t(dim), &elements)) {
         r.corrupt("parameter element count", elements);
       }
     }
-    counted_values += elements;
-    if (counted_values > data.size()) r.corrupt("total element count", counted_values);
+    if (__builtin_add_overflow(counted_values, elements, &counted_values)) {
+      r.corrupt("total element count", counted_values);
+    }
     staged.push_back(std::move(p));
   }
   const uint64_t value_count = r.integer<uint64_t>("value count");
   if (value_count != counted_values) r.corrupt("value count", value_count);
-  const std::size_t expected_size = r.offset() + value_count * sizeof(float) + kChecksumBytes;
+  // Sizes come from the header alone; nothing proportional to them is allocated before the file
+  // is known to be exactly that long.
+  uint64_t expected_size = 0;
+  if (__builtin_mul_overflow(value_count, uint64_t{sizeof(float)}, &expected_size) ||
+      __builtin_add_overflow(expected_size, uint64_t{r.offset() + kChecksumBytes},
+                             &expected_size)) {
+    r.corrupt("value count", value_count);
+  }
   if (data.size() != expected_size) {
     std::string message = quoted(path);
     message += data.size() < expected_size ? "truncated: " : "trailing bytes: ";

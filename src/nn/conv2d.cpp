@@ -159,7 +159,8 @@ void Conv2d::backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor
 std::vector<Parameter> Conv2d::parameters() {
   std::vector<Parameter> list;
   list.push_back({"weight", weight_.shape(), weight_.values(), weight_grad_.values()});
-  if (bias_.size() > 0) list.push_back({"bias", bias_.shape(), bias_.values(), bias_grad_.values()});
+  if (bias_.size() > 0)
+    list.push_back({"bias", bias_.shape(), bias_.values(), bias_grad_.values()});
   return list;
 }
 

@@ -12,8 +12,9 @@ namespace convgemm::nn {
 namespace {
 
 // Row-major C [m x n] = op(A) * op(B) + beta * C through the BLAS of the element type. This layer
-// calls CBLAS directly (the engine's gemm.hpp is float-only and private to it); OpenBLAS keeps its
-// own threading here, which for these small GEMMs is a single thread anyway.
+// calls CBLAS directly (the engine's gemm.hpp is float-only and private to it) and leaves
+// OpenBLAS its own threading: below OpenBLAS's size threshold, which a classifier head's GEMMs
+// mostly are, it runs them on the calling thread.
 void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t m, int64_t n, int64_t k, const float* a,
           int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   cblas_sgemm(CblasRowMajor, ta, tb, blasint(m), blasint(n), blasint(k), /*alpha=*/1.0f, a,
@@ -31,7 +32,8 @@ void validate_sizes(int64_t batch, int64_t in_features, int64_t out_features) {
   detail::require_at_least("in_features", in_features, 1);
   detail::require_at_least("out_features", out_features, 1);
   if (batch > kBlasMax) detail::fail("batch", batch, "must fit the BLAS integer type");
-  if (in_features > kBlasMax) detail::fail("in_features", in_features, "must fit the BLAS integer type");
+  if (in_features > kBlasMax)
+    detail::fail("in_features", in_features, "must fit the BLAS integer type");
   if (out_features > kBlasMax) {
     detail::fail("out_features", out_features, "must fit the BLAS integer type");
   }
@@ -43,8 +45,8 @@ void validate_sizes(int64_t batch, int64_t in_features, int64_t out_features) {
 }  // namespace
 
 template <class T>
-void dense_forward(int64_t batch, int64_t in_features, int64_t out_features, const T* x,
-                   const T* w, const T* bias, T* y) {
+void dense_forward(int64_t batch, int64_t in_features, int64_t out_features, const T* x, const T* w,
+                   const T* bias, T* y) {
   validate_sizes(batch, in_features, out_features);
   detail::require_pointer("x", x);
   detail::require_pointer("w", w);
@@ -75,8 +77,8 @@ void dense_backward_weights(int64_t batch, int64_t in_features, int64_t out_feat
   detail::require_pointer("x", x);
   detail::require_pointer("dy", dy);
   detail::require_pointer("dw", dw);
-  gemm(CblasTrans, CblasNoTrans, out_features, in_features, batch, dy, out_features, x,
-       in_features, /*beta=*/accumulate ? T(1) : T(0), dw, in_features);
+  gemm(CblasTrans, CblasNoTrans, out_features, in_features, batch, dy, out_features, x, in_features,
+       /*beta=*/accumulate ? T(1) : T(0), dw, in_features);
   if (dbias != nullptr) {
     if (!accumulate) std::fill(dbias, dbias + out_features, T(0));
     for (int64_t n = 0; n < batch; ++n) {
@@ -91,8 +93,8 @@ template void dense_forward<double>(int64_t, int64_t, int64_t, const double*, co
                                     const double*, double*);
 template void dense_backward_data<float>(int64_t, int64_t, int64_t, const float*, const float*,
                                          float*);
-template void dense_backward_data<double>(int64_t, int64_t, int64_t, const double*,
-                                          const double*, double*);
+template void dense_backward_data<double>(int64_t, int64_t, int64_t, const double*, const double*,
+                                          double*);
 template void dense_backward_weights<float>(int64_t, int64_t, int64_t, const float*, const float*,
                                             float*, float*, bool);
 template void dense_backward_weights<double>(int64_t, int64_t, int64_t, const double*,
@@ -161,7 +163,8 @@ void Dense::backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor*
 std::vector<Parameter> Dense::parameters() {
   std::vector<Parameter> list;
   list.push_back({"weight", weight_.shape(), weight_.values(), weight_grad_.values()});
-  if (bias_.size() > 0) list.push_back({"bias", bias_.shape(), bias_.values(), bias_grad_.values()});
+  if (bias_.size() > 0)
+    list.push_back({"bias", bias_.shape(), bias_.values(), bias_grad_.values()});
   return list;
 }
 

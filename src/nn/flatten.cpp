@@ -14,7 +14,8 @@ std::vector<int64_t> Flatten::output_shape(std::span<const int64_t> input_shape)
 }
 
 void Flatten::forward(const Tensor& x, Tensor& y) {
-  if (x.rank() < 2) detail::fail_shape("flatten", "input", x.shape(), "must have rank >= 2 ([N, ...])");
+  if (x.rank() < 2)
+    detail::fail_shape("flatten", "input", x.shape(), "must have rank >= 2 ([N, ...])");
   y.resize({x.dim(0), element_count(std::span(x.shape()).subspan(1), "flatten input shape")});
   std::copy(x.values().begin(), x.values().end(), y.values().begin());
 }

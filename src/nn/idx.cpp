@@ -122,7 +122,8 @@ void write_idx(const std::filesystem::path& path, std::span<const int64_t> dims,
   }
   bytes.insert(bytes.end(), data.begin(), data.end());
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  out.write(reinterpret_cast<const char*>(bytes.data()),
+            static_cast<std::streamsize>(bytes.size()));
   out.close();
   if (!out) fail_file(path, std::string("write failed: ") + std::strerror(errno));
 }

@@ -70,12 +70,12 @@ void softmax_cross_entropy_backward(int64_t batch, int64_t classes, const T* pro
   }
 }
 
-template double softmax_cross_entropy_forward<float>(int64_t, int64_t, const float*,
-                                                     const int32_t*, float*);
+template double softmax_cross_entropy_forward<float>(int64_t, int64_t, const float*, const int32_t*,
+                                                     float*);
 template double softmax_cross_entropy_forward<double>(int64_t, int64_t, const double*,
                                                       const int32_t*, double*);
-template void softmax_cross_entropy_backward<float>(int64_t, int64_t, const float*,
-                                                    const int32_t*, float*);
+template void softmax_cross_entropy_backward<float>(int64_t, int64_t, const float*, const int32_t*,
+                                                    float*);
 template void softmax_cross_entropy_backward<double>(int64_t, int64_t, const double*,
                                                      const int32_t*, double*);
 

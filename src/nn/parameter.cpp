@@ -30,7 +30,8 @@ void require_fused_size(std::size_t fused, std::span<const Parameter> parameters
 void pack_gradients(std::span<const Parameter> parameters, std::span<float> fused) {
   require_fused_size(fused.size(), parameters);
   auto out = fused.begin();
-  for (const Parameter& p : parameters) out = std::copy(p.gradients.begin(), p.gradients.end(), out);
+  for (const Parameter& p : parameters)
+    out = std::copy(p.gradients.begin(), p.gradients.end(), out);
 }
 
 void unpack_gradients(std::span<const float> fused, std::span<const Parameter> parameters) {

@@ -153,9 +153,9 @@ Dataset make_pattern_dataset(const PatternOptions& options) {
   data.channels = 1;
   data.height = data.width = s;
   data.classes = kPatternClasses;
-  data.images.assign(static_cast<std::size_t>(
-                         detail::checked_mul(options.count, s * s, "count * image_size^2")),
-                     0.0f);
+  data.images.assign(
+      static_cast<std::size_t>(detail::checked_mul(options.count, s * s, "count * image_size^2")),
+      0.0f);
   data.labels.resize(static_cast<std::size_t>(options.count));
   std::mt19937_64 rng(options.seed);
   for (int64_t i = 0; i < options.count; ++i) {

@@ -189,7 +189,8 @@ void avg_pool2d_backward(const Pool2dShape& s, bool count_include_pad, const T* 
         const T share =
             dy[(plane * OH + oh) * OW + ow] / T(divisor(s, count_include_pad, rows, cols));
         for (int64_t ih = rows.begin; ih < rows.end; ++ih) {
-          for (int64_t iw = cols.begin; iw < cols.end; ++iw) dx_plane[ih * s.in_width + iw] += share;
+          for (int64_t iw = cols.begin; iw < cols.end; ++iw)
+            dx_plane[ih * s.in_width + iw] += share;
         }
       }
     }
@@ -281,7 +282,8 @@ void MaxPool2d::forward(const Tensor& x, Tensor& y) {
 void MaxPool2d::backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) {
   detail::require_same_shape("maxpool2d", dy, y);
   const Pool2dShape s = shape_for(geometry_, "maxpool2d", x.shape());
-  if (argmax_.empty() || !(s.batch == last_shape_.batch && s.channels == last_shape_.channels &&
+  if (argmax_.empty() ||
+      !(s.batch == last_shape_.batch && s.channels == last_shape_.channels &&
         s.in_height == last_shape_.in_height && s.in_width == last_shape_.in_width) ||
       static_cast<int64_t>(argmax_.size()) != y.size()) {
     detail::fail_shape("maxpool2d", "x", x.shape(), "must be the input of the last forward");

@@ -29,8 +29,8 @@ void fold(ReceptiveFieldAxis& field, const WindowAxis& window, std::size_t layer
   detail::require_at_least(named("pad_begin"), window.pad_begin, 0);
   // The recurrence of receptive_field.hpp.
   const int64_t extent = detail::checked_mul(window.dilation, window.kernel - 1, prefix) + 1;
-  field.size = detail::checked_add(field.size, detail::checked_mul(extent - 1, field.jump, prefix),
-                                   prefix);
+  field.size =
+      detail::checked_add(field.size, detail::checked_mul(extent - 1, field.jump, prefix), prefix);
   field.start -= detail::checked_mul(window.pad_begin, field.jump, prefix);
   field.jump = detail::checked_mul(field.jump, window.stride, prefix);
 }

@@ -78,7 +78,8 @@ std::string Sequential::summary(std::span<const int64_t> input_shape) {
   for (std::size_t i = 0; i < layers_.size(); ++i) {
     shape = layers_[i]->output_shape(shape);
     int64_t count = 0;
-    for (const Parameter& p : layers_[i]->parameters()) count += static_cast<int64_t>(p.values.size());
+    for (const Parameter& p : layers_[i]->parameters())
+      count += static_cast<int64_t>(p.values.size());
     total += count;
     std::string line = std::to_string(i);
     line += "  ";
@@ -100,7 +101,8 @@ std::string Sequential::summary(std::span<const int64_t> input_shape) {
 }
 
 const Tensor& Sequential::activation(int64_t index) const {
-  if (!has_forward_) throw std::logic_error("convgemm: Sequential::activation needs a forward first");
+  if (!has_forward_)
+    throw std::logic_error("convgemm: Sequential::activation needs a forward first");
   return activations_.at(static_cast<std::size_t>(index));
 }
 

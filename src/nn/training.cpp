@@ -53,9 +53,10 @@ EpochResult train_epoch(Sequential& model, Sgd& sgd, const Dataset& data, int64_
   double loss_sum = 0.0;
   for (int64_t begin = 0; begin < data.size(); begin += batch_size) {
     const int64_t count = std::min(batch_size, data.size() - begin);
-    gather(data, std::span(order).subspan(static_cast<std::size_t>(begin),
-                                          static_cast<std::size_t>(count)),
-           images, labels);
+    gather(
+        data,
+        std::span(order).subspan(static_cast<std::size_t>(begin), static_cast<std::size_t>(count)),
+        images, labels);
     loss_sum += loss.forward(model.forward(images), labels) * double(count);
     loss.backward(dlogits);
     model.backward(dlogits);
@@ -93,7 +94,8 @@ Sequential make_small_cnn(int64_t image_size, int64_t classes, int64_t c1, int64
   Conv2dOptions options;
   options.num_threads = conv_threads;
   auto conv5x5 = [](int64_t in, int64_t out) {
-    return Conv2dShape{.in_channels = in, .out_channels = out, .kernel_height = 5, .kernel_width = 5};
+    return Conv2dShape{
+        .in_channels = in, .out_channels = out, .kernel_height = 5, .kernel_width = 5};
   };
   // Each 5x5 convolution (no padding) takes 4 pixels, each 2x2/2 pool halves (rounding down).
   const int64_t side = ((image_size - 4) / 2 - 4) / 2;

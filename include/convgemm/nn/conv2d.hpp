@@ -28,8 +28,7 @@ class Conv2d final : public Layer {
   // in_width are placeholders, each input brings its own. options.num_threads, workspace_limit
   // and block_bytes go to every plan; accumulate_gradients is set by the layer (parameter
   // gradients accumulate, see Layer::backward). Throws std::invalid_argument on a bad geometry.
-  explicit Conv2d(const Conv2dShape& geometry, bool bias = true,
-                  const Conv2dOptions& options = {});
+  explicit Conv2d(const Conv2dShape& geometry, bool bias = true, const Conv2dOptions& options = {});
   ~Conv2d() override;
   Conv2d(Conv2d&&) noexcept;
   Conv2d& operator=(Conv2d&&) noexcept;

@@ -18,8 +18,8 @@ namespace convgemm::nn {
 // dbias may be null. backward_data overwrites dx; backward_weights overwrites dw and dbias, or
 // adds to them when `accumulate` is set.
 template <class T>
-void dense_forward(int64_t batch, int64_t in_features, int64_t out_features, const T* x,
-                   const T* w, const T* bias, T* y);
+void dense_forward(int64_t batch, int64_t in_features, int64_t out_features, const T* x, const T* w,
+                   const T* bias, T* y);
 template <class T>
 void dense_backward_data(int64_t batch, int64_t in_features, int64_t out_features, const T* dy,
                          const T* w, T* dx);

@@ -21,10 +21,10 @@
 namespace convgemm::nn {
 
 struct Parameter {
-  std::string name;             // "3.dense.weight": layer index, layer kind, role
-  std::vector<int64_t> shape;   // e.g. OIHW for a convolution weight, [out, in] for a dense one
-  std::span<float> values;      // element count = product of shape
-  std::span<float> gradients;   // same size; layers add to it in backward
+  std::string name;            // "3.dense.weight": layer index, layer kind, role
+  std::vector<int64_t> shape;  // e.g. OIHW for a convolution weight, [out, in] for a dense one
+  std::span<float> values;     // element count = product of shape
+  std::span<float> gradients;  // same size; layers add to it in backward
 };
 
 // Sum of the element counts of all parameters.

@@ -25,7 +25,9 @@ struct Pool2dShape {
   int64_t stride_height = 1, stride_width = 1;
   int64_t pad_height = 0, pad_width = 0;  // on both sides of the axis
 
-  int64_t out_height() const { return (in_height + 2 * pad_height - kernel_height) / stride_height + 1; }
+  int64_t out_height() const {
+    return (in_height + 2 * pad_height - kernel_height) / stride_height + 1;
+  }
   int64_t out_width() const { return (in_width + 2 * pad_width - kernel_width) / stride_width + 1; }
   int64_t input_elements() const { return batch * channels * in_height * in_width; }
   int64_t output_elements() const { return batch * channels * out_height() * out_width(); }
@@ -68,7 +70,7 @@ class MaxPool2d final : public Layer {
 
  private:
   Pool2dShape geometry_;
-  Pool2dShape last_shape_;           // of the last forward, which argmax_ belongs to
+  Pool2dShape last_shape_;  // of the last forward, which argmax_ belongs to
   std::vector<int32_t> argmax_;
 };
 

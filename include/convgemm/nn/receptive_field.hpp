@@ -4,7 +4,8 @@
 // Per axis, a layer with kernel k, stride s, leading padding p and dilation d spans
 // k_eff = d*(k-1)+1 of its input. Walking the stack from the input, with r the field size, j the
 // jump (input pixels between neighbouring outputs) and a the first input row of output 0:
-//   r' = r + (k_eff - 1) * j,    j' = j * s,    a' = a - p * j       (r = j = 1, a = 0 at the input)
+//   r' = r + (k_eff - 1) * j,    j' = j * s,    a' = a - p * j       (r = j = 1, a = 0 at the
+//   input)
 // Output index i of the last layer then reads input rows [a + i*j, a + i*j + r - 1]: the rows of
 // that range inside [0, in) are exactly the pixels it depends on (negative ones are padding).
 

@@ -16,9 +16,9 @@ namespace convgemm::nn {
 
 struct SgdOptions {
   float learning_rate = 0.01f;
-  float momentum = 0.0f;          // in [0, 1)
-  float weight_decay = 0.0f;      // L2 coefficient, >= 0
-  int64_t accumulation_steps = 1; // k micro-batches per update, >= 1
+  float momentum = 0.0f;           // in [0, 1)
+  float weight_decay = 0.0f;       // L2 coefficient, >= 0
+  int64_t accumulation_steps = 1;  // k micro-batches per update, >= 1
 };
 
 class Sgd {

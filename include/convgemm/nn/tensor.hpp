@@ -23,7 +23,9 @@ class Tensor {
   // Gives the tensor this shape; no allocation unless the element count outgrows the capacity.
   // The values are unspecified afterwards. Throws like the constructor.
   void resize(std::span<const int64_t> shape);
-  void resize(std::initializer_list<int64_t> shape) { resize(std::span(shape.begin(), shape.size())); }
+  void resize(std::initializer_list<int64_t> shape) {
+    resize(std::span(shape.begin(), shape.size()));
+  }
 
   const std::vector<int64_t>& shape() const { return shape_; }
   int rank() const { return static_cast<int>(shape_.size()); }
