@@ -37,8 +37,10 @@ std::size_t default_block_bytes() {
 Blocking choose_blocking(const Conv2dShape& s, const Conv2dOptions& options, int threads) {
   const int64_t K = s.gemm_k(), OH = s.out_height(), OW = s.out_width();
   Blocking b;
-  b.depthwise = s.in_channels == s.groups;
   b.pointwise = is_pointwise(s);
+  // A pointwise depthwise shape stays on the in-place GEMM path: no scratch at all beats the
+  // direct kernels' padded copy for a per-channel scaling.
+  b.depthwise = s.in_channels == s.groups && !b.pointwise;
 
   // The block budget depends on the machine and the options only, so that the sums a block
   // structure implies never change with the thread count.

@@ -1,0 +1,73 @@
+#include "support/checks.hpp"
+
+#include <gtest/gtest.h>
+
+#include "convgemm/naive.hpp"
+#include "support/compare.hpp"
+#include "support/tensors.hpp"
+
+namespace convgemm::test {
+
+void expect_forward_matches_naive(const Conv2dShape& shape, const Conv2dOptions& options,
+                                  std::mt19937_64& rng, bool with_bias) {
+  const Tensor x = random_tensor(rng, shape.input_elements());
+  const Tensor w = random_tensor(rng, shape.weight_elements());
+  const Tensor bias = random_tensor(rng, shape.bias_elements());
+  const float* bias_or_null = with_bias ? bias.data() : nullptr;
+  Tensor y = nan_tensor(shape.output_elements());
+  Conv2d conv(shape, options);
+  conv.forward(x.data(), w.data(), bias_or_null, y.data());
+
+  Tensor reference(y.size()), abs_terms(y.size());
+  naive::conv2d_forward(shape, x.data(), w.data(), bias_or_null, reference.data());
+  const Tensor abs_x = abs_of(x), abs_w = abs_of(w), abs_bias = abs_of(bias);
+  naive::conv2d_forward(shape, abs_x.data(), abs_w.data(), with_bias ? abs_bias.data() : nullptr,
+                        abs_terms.data());
+  EXPECT_TRUE(reference_is_trusted(reference, abs_terms));
+  // The bias is one more term of the sum.
+  EXPECT_TRUE(matches_reference(y, reference, abs_terms, shape.gemm_k() + (with_bias ? 1 : 0)));
+}
+
+void expect_backward_data_matches_naive(const Conv2dShape& shape, const Conv2dOptions& options,
+                                        std::mt19937_64& rng) {
+  const Tensor dy = random_tensor(rng, shape.output_elements());
+  const Tensor w = random_tensor(rng, shape.weight_elements());
+  Tensor dx = nan_tensor(shape.input_elements());
+  Conv2d conv(shape, options);
+  conv.backward_data(dy.data(), w.data(), dx.data());
+
+  Tensor reference(dx.size()), abs_terms(dx.size());
+  naive::conv2d_backward_data(shape, dy.data(), w.data(), reference.data());
+  const Tensor abs_dy = abs_of(dy), abs_w = abs_of(w);
+  naive::conv2d_backward_data(shape, abs_dy.data(), abs_w.data(), abs_terms.data());
+  EXPECT_TRUE(reference_is_trusted(reference, abs_terms));
+  const int64_t k = shape.gemm_m() * shape.kernel_height * shape.kernel_width;
+  EXPECT_TRUE(matches_reference(dx, reference, abs_terms, k));
+}
+
+void expect_backward_weights_matches_naive(const Conv2dShape& shape, const Conv2dOptions& options,
+                                           std::mt19937_64& rng, bool with_bias) {
+  const Tensor x = random_tensor(rng, shape.input_elements());
+  const Tensor dy = random_tensor(rng, shape.output_elements());
+  Tensor dw = nan_tensor(shape.weight_elements());
+  Tensor dbias = nan_tensor(shape.bias_elements());
+  Conv2d conv(shape, options);
+  conv.backward_weights(x.data(), dy.data(), dw.data(), with_bias ? dbias.data() : nullptr);
+
+  Tensor reference_dw(dw.size()), abs_dw(dw.size());
+  Tensor reference_dbias(dbias.size()), abs_dbias(dbias.size());
+  naive::conv2d_backward_weights(shape, x.data(), dy.data(), reference_dw.data(),
+                                 reference_dbias.data());
+  const Tensor abs_x = abs_of(x), abs_dy = abs_of(dy);
+  naive::conv2d_backward_weights(shape, abs_x.data(), abs_dy.data(), abs_dw.data(),
+                                 abs_dbias.data());
+  const int64_t k = shape.batch * shape.gemm_p();
+  EXPECT_TRUE(reference_is_trusted(reference_dw, abs_dw)) << "dw";
+  EXPECT_TRUE(matches_reference(dw, reference_dw, abs_dw, k)) << "dw";
+  if (with_bias) {
+    EXPECT_TRUE(reference_is_trusted(reference_dbias, abs_dbias)) << "dbias";
+    EXPECT_TRUE(matches_reference(dbias, reference_dbias, abs_dbias, k)) << "dbias";
+  }
+}
+
+}  // namespace convgemm::test

@@ -1,0 +1,203 @@
+// Workspace: workspace_limit caps workspace_bytes() (blocks shrink, worker slots are dropped)
+// without changing what the passes compute; a limit that cannot hold one row block throws;
+// pointwise convolutions need no workspace at all.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <iostream>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "convgemm/conv2d.hpp"
+#include "convgemm/conv_transpose2d.hpp"
+#include "support/checks.hpp"
+#include "support/compare.hpp"
+#include "support/seed.hpp"
+#include "support/shapes.hpp"
+#include "support/tensors.hpp"
+
+namespace convgemm {
+namespace {
+
+using test::Tensor;
+using ::testing::HasSubstr;
+using ::testing::ThrowsMessage;
+
+Conv2dShape medium() {
+  Conv2dShape s{.batch = 2,
+                .in_channels = 8,
+                .in_height = 12,
+                .in_width = 11,
+                .out_channels = 12,
+                .kernel_height = 3,
+                .kernel_width = 3};
+  s.set_padding(1);
+  return s;
+}
+
+Conv2dShape strided_grouped() {
+  return {.batch = 3,
+          .in_channels = 6,
+          .in_height = 13,
+          .in_width = 9,
+          .out_channels = 9,
+          .kernel_height = 4,
+          .kernel_width = 2,
+          .stride_height = 2,
+          .stride_width = 1,
+          .pad_top = 0,
+          .pad_bottom = 3,
+          .pad_left = 1,
+          .pad_right = 0,
+          .dilation_height = 1,
+          .dilation_width = 2,
+          .groups = 3};
+}
+
+// Limits from 4 MiB down to 16 bytes, shrinking by a third each step.
+std::vector<std::size_t> limits() {
+  std::vector<std::size_t> sweep;
+  for (double limit = 4 << 20; limit >= 16; limit *= 2.0 / 3.0) {
+    sweep.push_back(static_cast<std::size_t>(limit));
+  }
+  return sweep;
+}
+
+TEST(Workspace, StaysUnderTheLimitAndStillMatchesNaive) {
+  std::mt19937_64 rng(test::test_seed());
+  for (const Conv2dShape& s : {medium(), strided_grouped()}) {
+    SCOPED_TRACE(s.to_string());
+    int accepted = 0, rejected = 0;
+    for (std::size_t limit : limits()) {
+      SCOPED_TRACE("workspace_limit " + std::to_string(limit));
+      const Conv2dOptions options{.num_threads = 3, .workspace_limit = limit};
+      try {
+        Conv2d conv(s, options);
+        ASSERT_EQ(rejected, 0) << "a smaller limit was accepted after a larger one was refused";
+        ++accepted;
+        EXPECT_LE(conv.workspace_bytes(), limit);
+        EXPECT_GE(conv.num_threads(), 1);
+        EXPECT_LE(conv.num_threads(), 3);
+      } catch (const std::invalid_argument& e) {
+        EXPECT_THAT(e.what(), HasSubstr("workspace_limit")) << e.what();
+        ++rejected;
+        continue;
+      }
+      test::expect_forward_matches_naive(s, options, rng, /*with_bias=*/true);
+      test::expect_backward_data_matches_naive(s, options, rng);
+      test::expect_backward_weights_matches_naive(s, options, rng, /*with_bias=*/true);
+    }
+    EXPECT_GT(accepted, 5) << "the sweep should reach limits that shrink blocks and drop slots";
+    EXPECT_GT(rejected, 0) << "the sweep should reach a limit below one row block";
+  }
+}
+
+TEST(Workspace, LimitBelowOneRowBlockThrowsNamingIt) {
+  for (const Conv2dShape& s : {medium(), strided_grouped()}) {
+    SCOPED_TRACE(s.to_string());
+    EXPECT_THAT([&] { Conv2d conv(s, {.workspace_limit = 4}); },
+                ThrowsMessage<std::invalid_argument>(HasSubstr("workspace_limit")));
+  }
+  ConvTranspose2dShape t{.in_channels = 4,
+                         .in_height = 6,
+                         .in_width = 6,
+                         .out_channels = 4,
+                         .kernel_height = 3,
+                         .kernel_width = 3,
+                         .stride_height = 2,
+                         .stride_width = 2};
+  EXPECT_THAT([&] { ConvTranspose2d conv(t, {.workspace_limit = 4}); },
+              ThrowsMessage<std::invalid_argument>(HasSubstr("workspace_limit")));
+}
+
+TEST(Workspace, LimitDropsWorkerSlotsBeforeShrinkingBelowOneRow) {
+  // The smallest accepted limit holds exactly one slot; the plan then runs one worker.
+  const Conv2dShape s = medium();
+  std::size_t smallest = 0;
+  for (std::size_t limit : limits()) {
+    try {
+      Conv2d conv(s, {.num_threads = 4, .workspace_limit = limit});
+      smallest = limit;
+    } catch (const std::invalid_argument&) {
+      break;
+    }
+  }
+  ASSERT_GT(smallest, 0u);
+  Conv2d conv(s, {.num_threads = 4, .workspace_limit = smallest});
+  EXPECT_LE(conv.workspace_bytes(), smallest);
+  EXPECT_EQ(conv.num_threads(), 1);
+  // Unlimited, the same plan has one slot per thread.
+  EXPECT_EQ(Conv2d(s, {.num_threads = 4}).num_threads(), 4);
+}
+
+TEST(Workspace, PointwiseNeedsNone) {
+  // 1x1, stride 1, no padding: X_col is the input itself, so no column buffer at all, and even a
+  // 1-byte workspace_limit is met. Depthwise 1x1 (groups == in_channels) included.
+  std::mt19937_64 rng(test::test_seed());
+  for (int i = 0; i < 30; ++i) {
+    Conv2dShape s = test::random_valid_shape(rng, test::ShapeKind::pointwise);
+    if (i % 5 == 0) s.groups = s.in_channels;  // depthwise 1x1, out_channels a multiple of C
+    if (i % 5 == 0) s.out_channels = s.in_channels * test::uniform(rng, 1, 2);
+    const Conv2dOptions options = test::random_options(rng);
+    SCOPED_TRACE(s.to_string());
+    SCOPED_TRACE(test::describe(options));
+    EXPECT_EQ(Conv2d(s, options).workspace_bytes(), 0u);
+    Conv2dOptions limited = options;
+    limited.workspace_limit = 1;
+    EXPECT_NO_THROW(Conv2d(s, limited));
+    test::expect_forward_matches_naive(s, options, rng, /*with_bias=*/true);
+    test::expect_backward_data_matches_naive(s, options, rng);
+    test::expect_backward_weights_matches_naive(s, options, rng, /*with_bias=*/true);
+  }
+  // Not pointwise: a stride, padding or a larger kernel needs a column buffer.
+  Conv2dShape strided = medium();
+  strided.kernel_height = strided.kernel_width = 1;
+  strided.set_padding(0);
+  EXPECT_EQ(Conv2d(strided).workspace_bytes(), 0u);
+  strided.stride_width = 2;
+  EXPECT_GT(Conv2d(strided).workspace_bytes(), 0u);
+}
+
+TEST(Workspace, ReportsWhetherResultsAreBitwiseIdenticalAcrossLimits) {
+  // A finding, not a requirement: forward sums each output over K in one GEMM whatever the
+  // block, so its bits may survive a change of block; backward_data's col2im adds block
+  // contributions in block order, so its bits may not. dW is summed per (panel, block) in order.
+  std::mt19937_64 rng(test::test_seed());
+  std::ostringstream report;
+  for (const Conv2dShape& s : {medium(), strided_grouped()}) {
+    const Tensor x = test::random_tensor(rng, s.input_elements());
+    const Tensor w = test::random_tensor(rng, s.weight_elements());
+    const Tensor dy = test::random_tensor(rng, s.output_elements());
+    auto passes = [&](std::size_t limit) {
+      Conv2d conv(s, {.num_threads = 2, .workspace_limit = limit});
+      std::vector<Tensor> out = {test::nan_tensor(s.output_elements()),
+                                 test::nan_tensor(s.input_elements()),
+                                 test::nan_tensor(s.weight_elements())};
+      conv.forward(x.data(), w.data(), nullptr, out[0].data());
+      conv.backward_data(dy.data(), w.data(), out[1].data());
+      conv.backward_weights(x.data(), dy.data(), out[2].data(), nullptr);
+      return out;
+    };
+    const std::vector<Tensor> unlimited = passes(0);
+    int same[3] = {0, 0, 0}, tried = 0;
+    for (std::size_t limit : limits()) {
+      std::vector<Tensor> limited;
+      try {
+        limited = passes(limit);
+      } catch (const std::invalid_argument&) {
+        break;
+      }
+      ++tried;
+      for (int p = 0; p < 3; ++p) same[p] += bool(test::bitwise_equal(limited[p], unlimited[p]));
+    }
+    report << s.to_string() << ": of " << tried << " limits, bitwise equal to unlimited: forward "
+           << same[0] << ", backward_data " << same[1] << ", backward_weights " << same[2] << "\n";
+  }
+  std::cout << report.str();
+  RecordProperty("bitwise_across_limits", report.str());
+}
+
+}  // namespace
+}  // namespace convgemm
