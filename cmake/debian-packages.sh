@@ -1,13 +1,15 @@
 #!/bin/sh
 # Installs the Debian 12 packages convgemm builds with, when they are missing.
-#   cmake/debian-packages.sh          the library, tests and examples
-#   cmake/debian-packages.sh --bench  also the benchmark peers (oneDNN) and the plot tool
+#   cmake/debian-packages.sh          the library with every optional component (the oneDNN GEMM
+#                                     backend, the MPI component), its tests and examples
+#   cmake/debian-packages.sh --bench  also the plot tool of the benchmark suite
 # Uses sudo when not run as root; does nothing (and needs no network) when all are installed.
 set -eu
 
 packages="build-essential cmake libopenblas-dev libtbb-dev libgtest-dev libgmock-dev libbenchmark-dev"
+packages="$packages libdnnl-dev libopenmpi-dev openmpi-bin"
 if [ "${1:-}" = "--bench" ]; then
-  packages="$packages libdnnl-dev gnuplot-nox"
+  packages="$packages gnuplot-nox"
 fi
 
 missing=""
