@@ -1,0 +1,67 @@
+#pragma once
+// What every benchmark of the suite shares: the case it times, its name, its inputs and the
+// counters that the summary joins on. Each contender lives in its own file:
+//   bench_convgemm.cpp  the plan (and naive:: beside it)   bench_roofline.cpp  SGEMM alone
+//   bench_onednn.cpp    oneDNN, plain and blocked layouts   peak.cpp            the FMA probe
+
+#include <benchmark/benchmark.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "convgemm/shape.hpp"
+#include "layers.hpp"
+
+namespace convgemm::bench {
+
+enum class Contender { convgemm, naive, roofline_blas, roofline_tbb, onednn_plain, onednn_blocked };
+
+const char* pass_name(Pass pass);
+const char* contender_name(Contender contender);
+
+// One benchmark: a layer (its batch already set), a pass, a thread count, a contender.
+struct Case {
+  Layer layer;
+  Pass pass = Pass::forward;
+  int threads = 1;
+  Contender contender = Contender::convgemm;
+  int index = 0;  // position in the registration order, for the progress display
+};
+
+// "forward/resnet50_3x3_64/batch:8/threads:2" for convgemm; every other contender prefixes its
+// name ("roofline_tbb/forward/...") so that the summary joins siblings on the common suffix.
+std::string case_suffix(Pass pass, const std::string& layer, int64_t batch, int threads);
+std::string case_name(const Case& c);
+
+// The tensors of a shape, filled once with a deterministic pattern in [-1, 1). A one-entry
+// cache: consecutive benchmarks (contenders, passes, repetitions) of one shape share them, so
+// that filling hundreds of megabytes is not paid again for every run.
+struct Tensors {
+  Conv2dShape shape;
+  std::vector<float> x, w, bias, y, dy, dx, dw, dbias;
+};
+Tensors& tensors_for(const Conv2dShape& shape);
+void fill_pattern(std::vector<float>& values, uint64_t seed);
+
+// Prints "[12/96] forward resnet50_3x3_64 batch 8 threads 2 convgemm ..." on stderr the first
+// time case `index` starts (a benchmark function runs once per repetition).
+void progress_begin(const Case& c);
+void progress_begin(int index, const std::string& what);
+void set_progress_total(int total);
+
+// The counters every contender reports: GFLOP/s (shape.flops(pass), padding taps included)
+// and the FLOPs of one iteration.
+void set_flop_counters(benchmark::State& state, const Conv2dShape& shape, Pass pass);
+
+// Contenders. Each builds everything before the timed loop, whose body is one call.
+void bench_convgemm(benchmark::State& state, const Case& c);
+void bench_naive(benchmark::State& state, const Case& c);
+void bench_roofline(benchmark::State& state, const Case& c);
+bool onednn_available();
+std::string onednn_version();  // "2.6.3", or "" without oneDNN
+void bench_onednn(benchmark::State& state, const Case& c);
+void bench_peak(benchmark::State& state, int threads);
+std::string peak_isa();
+
+}  // namespace convgemm::bench

@@ -1,0 +1,36 @@
+# The summary plot: GFLOP/s per layer for each pass, convgemm beside naive::, the SGEMM
+# roofline and oneDNN (plain and blocked layouts), at the largest batch and thread count run.
+# Usage: gnuplot -e "datafile='plot.dat'; outfile='summary.png'; subtitle='...'" plot.gp
+# plot.dat (written by convgemm_bench --summary-dir) holds one block per pass; NaN = not run.
+if (!exists("datafile")) datafile = "plot.dat"
+if (!exists("outfile")) outfile = "summary.png"
+if (!exists("subtitle")) subtitle = ""
+
+set terminal pngcairo size 1400,1500 font "sans,10" noenhanced
+set output outfile
+set datafile missing "NaN"
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.85 border -1
+set boxwidth 0.9
+set logscale y
+set yrange [0.05:*]
+set ylabel "GFLOP/s (log scale)"
+set grid ytics
+set xtics rotate by -30 scale 0
+set key above horizontal
+set bmargin 6
+
+passes = "forward backward_data backward_weights"
+set multiplot layout 3,1 title "convgemm vs naive, SGEMM roofline and oneDNN   ".subtitle \
+    ."\nFLOPs = 2*N*O*OH*OW*(C/G)*KH*KW per pass, padding taps included"
+do for [i = 0:2] {
+  set title word(passes, i + 1)
+  if (i > 0) { unset key }
+  plot datafile index i using 2:xtic(1) title "convgemm" lc rgb "#1f77b4", \
+       '' index i using 3 title "naive (batch-1 rate)" lc rgb "#999999", \
+       '' index i using 4 title "SGEMM roofline" lc rgb "#2ca02c", \
+       '' index i using 5 title "oneDNN nchw" lc rgb "#ff7f0e", \
+       '' index i using 6 title "oneDNN blocked" lc rgb "#d62728"
+}
+unset multiplot
