@@ -3,9 +3,11 @@
 #include "convgemm/conv_transpose2d.hpp"
 
 #include <string>
+#include <utility>
 
 #include "check.hpp"
 #include "plan.hpp"
+#include "shape_rules.hpp"
 
 namespace convgemm {
 namespace {
@@ -23,6 +25,27 @@ void validate_output_padding(const char* field, int64_t output_padding, const ch
                          ") must be smaller than " + stride_name + " (" + std::to_string(stride) +
                          ") or " + dilation_name + " (" + std::to_string(dilation) + ")");
   }
+}
+
+// Our fields, under the same names, in a Conv2dShape: for the shared field rules and descriptor
+// (it is not the equivalent convolution: see as_convolution()).
+Conv2dShape same_fields(const ConvTranspose2dShape& t) {
+  return {.batch = t.batch,
+          .in_channels = t.in_channels,
+          .in_height = t.in_height,
+          .in_width = t.in_width,
+          .out_channels = t.out_channels,
+          .kernel_height = t.kernel_height,
+          .kernel_width = t.kernel_width,
+          .stride_height = t.stride_height,
+          .stride_width = t.stride_width,
+          .pad_top = t.pad_top,
+          .pad_bottom = t.pad_bottom,
+          .pad_left = t.pad_left,
+          .pad_right = t.pad_right,
+          .dilation_height = t.dilation_height,
+          .dilation_width = t.dilation_width,
+          .groups = t.groups};
 }
 
 }  // namespace
@@ -46,50 +69,17 @@ Conv2dShape ConvTranspose2dShape::as_convolution() const {
   //   floor((out + pad_top + pad_bottom' - d*(K-1) - 1) / s) + 1,
   // equals our input size when pad_bottom' = pad_bottom - output_padding: the extra rows that
   // output_padding appends are rows that no tap of any input pixel reaches.
-  Conv2dShape c;
-  c.batch = batch;
-  c.in_channels = out_channels;
+  Conv2dShape c = same_fields(*this);
+  std::swap(c.in_channels, c.out_channels);
   c.in_height = out_height();
   c.in_width = out_width();
-  c.out_channels = in_channels;
-  c.kernel_height = kernel_height;
-  c.kernel_width = kernel_width;
-  c.stride_height = stride_height;
-  c.stride_width = stride_width;
-  c.pad_top = pad_top;
-  c.pad_bottom = pad_bottom - output_padding_height;
-  c.pad_left = pad_left;
-  c.pad_right = pad_right - output_padding_width;
-  c.dilation_height = dilation_height;
-  c.dilation_width = dilation_width;
-  c.groups = groups;
+  c.pad_bottom -= output_padding_height;
+  c.pad_right -= output_padding_width;
   return c;
 }
 
 void ConvTranspose2dShape::validate() const {
-  using detail::require_at_least;
-  require_at_least("batch", batch, 1);
-  require_at_least("in_channels", in_channels, 1);
-  require_at_least("in_height", in_height, 1);
-  require_at_least("in_width", in_width, 1);
-  require_at_least("out_channels", out_channels, 1);
-  require_at_least("kernel_height", kernel_height, 1);
-  require_at_least("kernel_width", kernel_width, 1);
-  require_at_least("stride_height", stride_height, 1);
-  require_at_least("stride_width", stride_width, 1);
-  require_at_least("pad_top", pad_top, 0);
-  require_at_least("pad_bottom", pad_bottom, 0);
-  require_at_least("pad_left", pad_left, 0);
-  require_at_least("pad_right", pad_right, 0);
-  require_at_least("dilation_height", dilation_height, 1);
-  require_at_least("dilation_width", dilation_width, 1);
-  require_at_least("groups", groups, 1);
-  if (in_channels % groups != 0 || out_channels % groups != 0) {
-    const bool input = in_channels % groups != 0;
-    detail::fail_message(std::string(input ? "in_channels (" : "out_channels (") +
-                         std::to_string(input ? in_channels : out_channels) +
-                         ") must be divisible by groups (" + std::to_string(groups) + ")");
-  }
+  detail::validate_fields(same_fields(*this));
   validate_output_padding("output_padding_height", output_padding_height, "stride_height",
                           stride_height, "dilation_height", dilation_height);
   validate_output_padding("output_padding_width", output_padding_width, "stride_width",
@@ -101,8 +91,8 @@ void ConvTranspose2dShape::validate() const {
   detail::checked_mul(kernel_width - 1, dilation_width, "dilation_width * (kernel_width - 1)");
   if (out_height() < 1) detail::fail("out_height", out_height(), "must be >= 1");
   if (out_width() < 1) detail::fail("out_width", out_width(), "must be >= 1");
-  // The rest (divisibility, products, BLAS range) are the equivalent convolution's rules; its
-  // only relaxed rule is the trimmed end padding, so check it with that padding put back.
+  // The rest (products, BLAS range) are the equivalent convolution's rules; its only relaxed
+  // rule is the trimmed end padding, so check it with that padding put back.
   Conv2dShape conv = as_convolution();
   conv.pad_bottom = pad_bottom;
   conv.pad_right = pad_right;
@@ -110,30 +100,14 @@ void ConvTranspose2dShape::validate() const {
 }
 
 std::string ConvTranspose2dShape::to_string() const {
-  std::string text = "transposed_";
-  auto put = [&text](const char* label, int64_t value) {
-    text += label;
-    text += std::to_string(value);
-  };
-  put("n", batch);
-  put("_c", in_channels);
-  put("_h", in_height);
-  put("w", in_width);
-  put("_o", out_channels);
-  put("_k", kernel_height);
-  put("x", kernel_width);
-  put("_s", stride_height);
-  put("x", stride_width);
-  put("_p", pad_top);
-  put(".", pad_bottom);
-  put(".", pad_left);
-  put(".", pad_right);
-  put("_op", output_padding_height);
-  put("x", output_padding_width);
-  put("_d", dilation_height);
-  put("x", dilation_width);
-  put("_g", groups);
-  return text;
+  // The convolution descriptor of the same fields, with output_padding before the dilation.
+  std::string text = same_fields(*this).to_string();
+  std::string output_padding = "_op";
+  output_padding += std::to_string(output_padding_height);
+  output_padding += "x";
+  output_padding += std::to_string(output_padding_width);
+  text.insert(text.rfind("_d"), output_padding);
+  return "transposed_" + text;
 }
 
 struct ConvTranspose2d::Impl {

@@ -4,6 +4,7 @@
 
 #include "check.hpp"
 #include "gemm.hpp"
+#include "shape_rules.hpp"
 
 namespace convgemm {
 namespace {
@@ -32,6 +33,37 @@ void validate_axis(const char* out_name, const char* in_name, int64_t in, const 
 }
 
 }  // namespace
+
+namespace detail {
+
+void validate_fields(const Conv2dShape& s) {
+  require_at_least("batch", s.batch, 1);
+  require_at_least("in_channels", s.in_channels, 1);
+  require_at_least("in_height", s.in_height, 1);
+  require_at_least("in_width", s.in_width, 1);
+  require_at_least("out_channels", s.out_channels, 1);
+  require_at_least("kernel_height", s.kernel_height, 1);
+  require_at_least("kernel_width", s.kernel_width, 1);
+  require_at_least("stride_height", s.stride_height, 1);
+  require_at_least("stride_width", s.stride_width, 1);
+  require_at_least("pad_top", s.pad_top, 0);
+  require_at_least("pad_bottom", s.pad_bottom, 0);
+  require_at_least("pad_left", s.pad_left, 0);
+  require_at_least("pad_right", s.pad_right, 0);
+  require_at_least("dilation_height", s.dilation_height, 1);
+  require_at_least("dilation_width", s.dilation_width, 1);
+  require_at_least("groups", s.groups, 1);
+  if (s.in_channels % s.groups != 0) {
+    fail_message("in_channels (" + std::to_string(s.in_channels) +
+                 ") must be divisible by groups (" + std::to_string(s.groups) + ")");
+  }
+  if (s.out_channels % s.groups != 0) {
+    fail_message("out_channels (" + std::to_string(s.out_channels) +
+                 ") must be divisible by groups (" + std::to_string(s.groups) + ")");
+  }
+}
+
+}  // namespace detail
 
 int64_t Conv2dShape::out_height() const {
   return output_size(in_height, pad_top, pad_bottom, kernel_height, stride_height, dilation_height);
@@ -76,30 +108,7 @@ Conv2dShape& Conv2dShape::set_same_padding() {
 }
 
 void Conv2dShape::validate() const {
-  require_at_least("batch", batch, 1);
-  require_at_least("in_channels", in_channels, 1);
-  require_at_least("in_height", in_height, 1);
-  require_at_least("in_width", in_width, 1);
-  require_at_least("out_channels", out_channels, 1);
-  require_at_least("kernel_height", kernel_height, 1);
-  require_at_least("kernel_width", kernel_width, 1);
-  require_at_least("stride_height", stride_height, 1);
-  require_at_least("stride_width", stride_width, 1);
-  require_at_least("pad_top", pad_top, 0);
-  require_at_least("pad_bottom", pad_bottom, 0);
-  require_at_least("pad_left", pad_left, 0);
-  require_at_least("pad_right", pad_right, 0);
-  require_at_least("dilation_height", dilation_height, 1);
-  require_at_least("dilation_width", dilation_width, 1);
-  require_at_least("groups", groups, 1);
-  if (in_channels % groups != 0) {
-    fail_message("in_channels (" + std::to_string(in_channels) + ") must be divisible by groups (" +
-                 std::to_string(groups) + ")");
-  }
-  if (out_channels % groups != 0) {
-    fail_message("out_channels (" + std::to_string(out_channels) +
-                 ") must be divisible by groups (" + std::to_string(groups) + ")");
-  }
+  detail::validate_fields(*this);
   validate_axis("out_height", "in_height", in_height, "kernel_height", kernel_height, pad_top,
                 pad_bottom, dilation_height);
   validate_axis("out_width", "in_width", in_width, "kernel_width", kernel_width, pad_left,
