@@ -4,9 +4,9 @@
 namespace convgemm::detail {
 
 void backward_weights_block(GemmLibrary gemm, const Conv2dShape& s, const float* x_group,
-                            const float* dy_group, const ColumnBlock& block, float beta,
-                            float* dw_group, float* scratch) {
-  const int64_t M = s.gemm_m(), K = s.gemm_k(), P = s.gemm_p();
+                            const float* dy_group, const ColumnBlock& block, int64_t m_begin,
+                            int64_t m_end, float beta, float* dw_group, float* scratch) {
+  const int64_t K = s.gemm_k(), P = s.gemm_p();
   const int64_t columns = block.columns(s), first_column = block.oh_begin * s.out_width();
   const int64_t panel = block.k_end - block.k_begin;
 
@@ -18,8 +18,9 @@ void backward_weights_block(GemmLibrary gemm, const Conv2dShape& s, const float*
     x_col = scratch;
     ld_x_col = columns;
   }
-  sgemm(gemm, Transpose::no, Transpose::yes, M, panel, columns, dy_group + first_column, /*lda=*/P,
-        x_col, ld_x_col, beta, dw_group + block.k_begin, /*ldc=*/K);
+  sgemm(gemm, Transpose::no, Transpose::yes, m_end - m_begin, panel, columns,
+        dy_group + m_begin * P + first_column, /*lda=*/P, x_col, ld_x_col, beta,
+        dw_group + m_begin * K + block.k_begin, /*ldc=*/K);
 }
 
 float channel_sum(const float* t, int64_t batch, int64_t channels, int64_t plane, int64_t channel) {

@@ -28,11 +28,11 @@ void backward_data_rows(GemmLibrary gemm, const Conv2dShape& shape, const float*
                         const float* w_group, int64_t oh_begin, int64_t oh_end, bool accumulate,
                         float* dx_group, float* scratch);
 
-// dW_g[:, k_begin:k_end] = beta * dW_g[:, k_begin:k_end] + dY_g[:, rows] * X_col[k, rows]^T for
-// the X_col rows and output rows of `block`.
+// dW_g[m, k] = beta * dW_g[m, k] + dY_g[m, rows] * X_col[k, rows]^T for the output channels m in
+// [m_begin, m_end) and the X_col rows k and output rows of `block`.
 void backward_weights_block(GemmLibrary gemm, const Conv2dShape& shape, const float* x_group,
-                            const float* dy_group, const ColumnBlock& block, float beta,
-                            float* dw_group, float* scratch);
+                            const float* dy_group, const ColumnBlock& block, int64_t m_begin,
+                            int64_t m_end, float beta, float* dw_group, float* scratch);
 
 // Sum of t[n, channel, :] over n and the plane, in index order, accumulated in double.
 float channel_sum(const float* t, int64_t batch, int64_t channels, int64_t plane, int64_t channel);

@@ -16,10 +16,15 @@ namespace {
 constexpr std::size_t kCacheLineFloats = 64 / sizeof(float);
 constexpr std::align_val_t kWorkspaceAlignment{64};
 
-// backward_weights splits K into at most this many panels (tasks per group), each at least
-// kMinPanelRows rows tall so that its GEMM stays efficient.
+// backward_weights splits dW_g into at most this many panels (tasks per group), each at least
+// kMinPanelRows rows or columns wide so that its GEMM stays efficient.
 constexpr int64_t kMaxWeightPanels = 4;
 constexpr int64_t kMinPanelRows = 32;
+
+// Below this many columns a block's GEMM spends more time packing W_g than multiplying (a 7x7
+// image with K = 4608 would otherwise be cut into 28-column blocks): the default budget gives
+// way to it. An explicit block_bytes or workspace_limit is obeyed exactly.
+constexpr int64_t kMinBlockColumns = 256;
 
 int64_t round_up(int64_t value, int64_t multiple) { return ceil_div(value, multiple) * multiple; }
 
@@ -47,8 +52,11 @@ Blocking choose_blocking(const Conv2dShape& s, const Conv2dOptions& options, int
   std::size_t block_bytes = options.block_bytes != 0 ? options.block_bytes : default_block_bytes();
   if (options.workspace_limit != 0) block_bytes = std::min(block_bytes, options.workspace_limit);
   const int64_t budget_floats = static_cast<int64_t>(block_bytes / sizeof(float));
+  const bool default_budget = options.block_bytes == 0 && options.workspace_limit == 0;
   auto rows_within_budget = [&](int64_t x_col_rows) {
-    return std::clamp<int64_t>(budget_floats / (x_col_rows * OW), 1, OH);
+    int64_t rows = budget_floats / (x_col_rows * OW);
+    if (default_budget) rows = std::max(rows, ceil_div(kMinBlockColumns, OW));
+    return std::clamp<int64_t>(rows, 1, OH);
   };
 
   b.rows_per_block = rows_within_budget(K);
@@ -58,7 +66,15 @@ Blocking choose_blocking(const Conv2dShape& s, const Conv2dOptions& options, int
   b.data_waves =
       (b.rows_per_block + 1) * s.stride_height > s.dilation_height * (s.kernel_height - 1);
 
-  b.weight_panels = std::clamp<int64_t>(K / kMinPanelRows, 1, kMaxWeightPanels);
+  // Panels of dW_g: for a pointwise kernel, ranges of output channels (rows of dW_g), since no
+  // im2col is repeated when several tasks read the same input channels; otherwise ranges of X_col
+  // rows (columns of dW_g), so that each task lowers only its own rows.
+  const int64_t M = s.gemm_m();
+  b.weight_channel_panels =
+      b.pointwise ? std::clamp<int64_t>(M / kMinPanelRows, 1, kMaxWeightPanels) : 1;
+  b.weight_channel_panel_rows = ceil_div(M, b.weight_channel_panels);
+  b.weight_channel_panels = ceil_div(M, b.weight_channel_panel_rows);
+  b.weight_panels = b.pointwise ? 1 : std::clamp<int64_t>(K / kMinPanelRows, 1, kMaxWeightPanels);
   b.weight_panel_rows = ceil_div(K, b.weight_panels);
   b.weight_panels = ceil_div(K, b.weight_panel_rows);
   b.weight_rows_per_block = rows_within_budget(b.weight_panel_rows);
@@ -194,6 +210,8 @@ void Plan::backward_weights(const float* x, const float* dy, float* dw, float* d
   const int64_t OH = s.out_height(), rows = blocking_.weight_rows_per_block;
   const int64_t blocks = blocking_.weight_blocks_per_image;
   const int64_t panels = blocking_.weight_panels, panel_rows = blocking_.weight_panel_rows;
+  const int64_t channel_panels = blocking_.weight_channel_panels;
+  const int64_t channel_rows = blocking_.weight_channel_panel_rows;
   if (blocking_.depthwise) {
     pool_.run(O, [&](int64_t o, int slot) {
       depthwise_backward_weights_filter(s, x + o / M * HW, C * HW, dy + o * P, O * P, accumulate,
@@ -202,17 +220,19 @@ void Plan::backward_weights(const float* x, const float* dy, float* dw, float* d
     if (dbias != nullptr) sum_channels(dy, O, P, dbias, accumulate);
     return;
   }
-  pool_.run(G * panels, [&](int64_t task, int slot) {
-    const int64_t g = task / panels, k_begin = task % panels * panel_rows;
-    const int64_t k_end = std::min(K, k_begin + panel_rows);
+  pool_.run(G * channel_panels * panels, [&](int64_t task, int slot) {
+    const int64_t g = task / panels / channel_panels;
+    const int64_t m_begin = task / panels % channel_panels * channel_rows;
+    const int64_t m_end = std::min(M, m_begin + channel_rows);
+    const int64_t k_begin = task % panels * panel_rows, k_end = std::min(K, k_begin + panel_rows);
     // The panel's sum runs over images, then row blocks, in index order (see plan.hpp).
     float beta = accumulate ? 1.0f : 0.0f;
     for (int64_t n = 0; n < s.batch; ++n) {
       for (int64_t block = 0; block < blocks; ++block) {
         const ColumnBlock columns{k_begin, k_end, block * rows, std::min(OH, (block + 1) * rows)};
         backward_weights_block(backward_weights_gemm_, s, x + (n * C + g * (C / G)) * HW,
-                               dy + (n * O + g * M) * P, columns, beta, dw + g * M * K,
-                               scratch(slot));
+                               dy + (n * O + g * M) * P, columns, m_begin, m_end, beta,
+                               dw + g * M * K, scratch(slot));
         beta = 1.0f;
       }
     }

@@ -9,7 +9,8 @@
 //                     rows, so even blocks run first and odd blocks second (two parallel waves)
 //                     when blocks two apart cannot touch the same pixel, and one task per
 //                     (image, group) runs its blocks in that same order otherwise.
-//   backward_weights  (group, panel of dW columns = X_col rows): each task sums its panel over
+//   backward_weights  (group, panel of dW): X_col rows (dW columns), or output channels (dW rows)
+//                     for a pointwise kernel, which lowers nothing. Each task sums its panel over
 //                     every image and row block in index order, so each dW entry is the same
 //                     sum in the same order whichever thread runs it: bitwise reproducible
 //                     across thread counts, with no partial buffers. Each task lowers only its
@@ -37,11 +38,13 @@ struct Blocking {
   int64_t blocks_per_image = 1;       // ceil(OH / rows_per_block)
   bool data_waves = false;            // backward_data blocks two apart never overlap
   int64_t weight_panel_rows = 1;      // X_col rows (dW columns) per backward_weights task
-  int64_t weight_panels = 1;          // ceil(K / weight_panel_rows)
-  int64_t weight_rows_per_block = 1;  // output rows per backward_weights block
-  int64_t weight_blocks_per_image = 1;  // ceil(OH / weight_rows_per_block)
-  int64_t slot_floats = 0;              // scratch floats per worker slot
-  int slots = 1;                        // worker slots (threads a call can use)
+  int64_t weight_channel_panels = 1;  // ranges of output channels (pointwise only)
+  int64_t weight_channel_panel_rows = 1;  // output channels per range
+  int64_t weight_panels = 1;              // ceil(K / weight_panel_rows)
+  int64_t weight_rows_per_block = 1;      // output rows per backward_weights block
+  int64_t weight_blocks_per_image = 1;    // ceil(OH / weight_rows_per_block)
+  int64_t slot_floats = 0;                // scratch floats per worker slot
+  int slots = 1;                          // worker slots (threads a call can use)
 };
 
 // Throws std::invalid_argument naming workspace_limit when one slot cannot fit under it.

@@ -8,6 +8,7 @@
 
 #include "convgemm/conv2d.hpp"
 #include "convgemm/naive.hpp"
+#include "plan.hpp"
 #include "support/checks.hpp"
 #include "support/compare.hpp"
 #include "support/finite_differences.hpp"
@@ -75,6 +76,25 @@ TEST(BackwardWeights, MatchesNaiveOnEveryShapeKind) {
         test::expect_backward_weights_matches_naive(
             shape, Conv2dOptions{.num_threads = 2, .block_bytes = block_bytes}, rng, with_bias);
       }
+}
+
+TEST(BackwardWeights, PointwisePanelsOfOutputChannelsMatchNaive) {
+  // A pointwise dW is split by output channels rather than by X_col rows: 70 channels per group
+  // make two panels of 35.
+  const Conv2dShape shape{.batch = 3,
+                          .in_channels = 12,
+                          .in_height = 9,
+                          .in_width = 7,
+                          .out_channels = 140,
+                          .groups = 2};
+  const detail::Blocking blocking = detail::choose_blocking(shape, {}, /*threads=*/2);
+  EXPECT_GT(blocking.weight_channel_panels, 1);
+  std::mt19937_64 rng(test::test_seed());
+  for (int threads : {1, 2, 3}) {
+    SCOPED_TRACE(threads);
+    test::expect_backward_weights_matches_naive(shape, {.num_threads = threads}, rng,
+                                                /*with_bias=*/true);
+  }
 }
 
 TEST(BackwardWeights, NullBiasGradientLeavesDwUnchanged) {

@@ -59,8 +59,9 @@ std::vector<Case> cases() {
                               .dilation_height = 1,
                               .dilation_width = 2,
                               .groups = 3};
+  // 96 output channels: backward_weights splits a pointwise dW by output channels (3 panels).
   const Conv2dShape pointwise{
-      .batch = 3, .in_channels = 40, .in_height = 14, .in_width = 13, .out_channels = 24};
+      .batch = 3, .in_channels = 40, .in_height = 14, .in_width = 13, .out_channels = 96};
   Conv2dShape awkward{.batch = 3,
                       .in_channels = 23,
                       .in_height = 11,
