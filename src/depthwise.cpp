@@ -1,9 +1,11 @@
 // Direct depthwise kernels (see kernels.hpp for why they are not GEMMs).
 //
 // Each task first copies its input plane into the slot's scratch with the zero padding written
-// out (a PaddedPlane), so that every output reads its taps without bounds checks; outputs are
-// then computed eight at a time with all KH*KW taps accumulated in registers. Sums run in tap
-// order for every output, so results do not depend on threads or on the vector width.
+// out (a PaddedPlane), so that every output reads its taps without bounds checks, and with the
+// columns of a strided convolution de-interleaved by phase, so that the taps of eight
+// neighbouring outputs are eight neighbouring floats. Outputs are then computed eight at a time
+// with all KH*KW taps accumulated in registers. Sums run in tap order for every output, so
+// results do not depend on threads or on the vector width.
 #include <algorithm>
 #include <cstring>
 
@@ -22,11 +24,16 @@ using Vec8 = float __attribute__((vector_size(kLanes * sizeof(float))));
 // this CPU runs, so the library itself stays portable (no -march).
 #define CONVGEMM_PLANE_KERNEL [[gnu::target_clones("arch=x86-64-v3", "default")]]
 
-// A zero-padded copy of a plane: padded[r][c] = plane[r + row_origin][c + column_origin], or 0
-// outside the plane. Rows and columns cover every tap of every output, with the output width
-// rounded up to whole vectors so that the last vector reads zeros, not past the buffer.
+// A zero-padded copy of a plane: logical element [r][c] = plane[r + row_origin][c +
+// column_origin], or 0 outside the plane. Rows and columns cover every tap of every output, with
+// the output width rounded up to whole vectors so that the last vector reads zeros, not past the
+// buffer. A row is stored as `phases` runs (the correlation's column step): column c at
+// (c % phases) * phase_columns + c / phases, so output j's tap at column j * phases + offset
+// sits at at(offset) + j, contiguous in j.
 struct PaddedPlane {
-  int64_t rows, columns, row_origin, column_origin;
+  int64_t rows, columns, row_origin, column_origin, phases, phase_columns;
+  int64_t row_stride() const { return phases * phase_columns; }
+  int64_t at(int64_t column) const { return column % phases * phase_columns + column / phases; }
 };
 
 // The padded plane a correlation with these steps and dilations needs to produce `out_rows` x
@@ -36,63 +43,73 @@ PaddedPlane padded_geometry(int64_t out_rows, int64_t out_columns, int64_t step_
                             int64_t extent_h, int64_t extent_w, int64_t row_origin,
                             int64_t column_origin) {
   const int64_t vector_columns = ceil_div(out_columns, kLanes) * kLanes;
-  return {(out_rows - 1) * step_h + extent_h, (vector_columns - 1) * step_w + extent_w, row_origin,
-          column_origin};
+  const int64_t columns = (vector_columns - 1) * step_w + extent_w;
+  return {(out_rows - 1) * step_h + extent_h, columns, row_origin, column_origin, step_w,
+          ceil_div(columns, step_w)};
 }
 
-void pad_plane(const float* plane, int64_t height, int64_t width, const PaddedPlane& p,
-               float* padded) {
+[[gnu::always_inline]] inline void pad_plane(const float* plane, int64_t height, int64_t width,
+                                             const PaddedPlane& p, float* padded) {
+  // Columns c with 0 <= c + column_origin < width come from the plane, the rest are zeros.
+  const int64_t begin = std::clamp<int64_t>(-p.column_origin, 0, p.columns);
+  const int64_t end = std::clamp<int64_t>(width - p.column_origin, begin, p.columns);
   for (int64_t r = 0; r < p.rows; ++r) {
-    float* dst = padded + r * p.columns;
+    float* dst = padded + r * p.row_stride();
     const int64_t row = r + p.row_origin;
     if (row < 0 || row >= height) {
-      std::fill(dst, dst + p.columns, 0.0f);
+      std::fill(dst, dst + p.row_stride(), 0.0f);
       continue;
     }
-    // Columns c with 0 <= c + column_origin < width come from the plane, the rest are zeros.
-    const int64_t begin = std::clamp<int64_t>(-p.column_origin, 0, p.columns);
-    const int64_t end = std::clamp<int64_t>(width - p.column_origin, begin, p.columns);
-    std::fill(dst, dst + begin, 0.0f);
-    std::copy(plane + row * width + begin + p.column_origin,
-              plane + row * width + end + p.column_origin, dst + begin);
-    std::fill(dst + end, dst + p.columns, 0.0f);
+    const float* src = plane + row * width;  // logical column c reads src[c + column_origin]
+    if (p.phases == 1) {
+      std::fill(dst, dst + begin, 0.0f);
+      std::copy(src + begin + p.column_origin, src + end + p.column_origin, dst + begin);
+      std::fill(dst + end, dst + p.row_stride(), 0.0f);
+    } else {
+      for (int64_t phase = 0; phase < p.phases; ++phase) {
+        // Run position q holds column q * phases + phase; [q_begin, q_end) are inside the plane.
+        float* run = dst + phase * p.phase_columns;
+        const int64_t q_begin =
+            std::clamp<int64_t>(ceil_div(begin - phase, p.phases), 0, p.phase_columns);
+        const int64_t q_end =
+            std::clamp<int64_t>(ceil_div(end - phase, p.phases), q_begin, p.phase_columns);
+        const float* column = src + p.column_origin + phase;
+        std::fill(run, run + q_begin, 0.0f);
+        const float* from = column + q_begin * p.phases;
+        for (int64_t q = q_begin; q < q_end; ++q, from += p.phases) run[q] = *from;
+        std::fill(run + q_end, run + p.phase_columns, 0.0f);
+      }
+    }
   }
 }
 
-// What a correlation over a padded plane reads: filter [KH, KW], steps and dilations in padded
-// coordinates. A flipped filter is read as filter[KH-1-kh][KW-1-kw], i.e. its flattened index
-// reversed.
-struct Correlation {
-  const float* filter;
-  int64_t kernel_h, kernel_w, step_h, step_w, dilation_h, dilation_w;
-};
-
 // Loads write through a reference: returning a vector by value would change the ABI between
 // the two clones (GCC's -Wpsabi), and everything here is inlined anyway.
+[[gnu::always_inline]] inline void load8(Vec8& v, const float* src) {
+  std::memcpy(&v, src, sizeof v);
+}
+
 [[gnu::always_inline]] inline void load_partial(Vec8& v, const float* src, int64_t lanes) {
   float values[kLanes] = {};
   std::copy(src, src + lanes, values);
   std::memcpy(&v, values, sizeof v);
 }
 
-template <bool kUnitStep>
-[[gnu::always_inline]] inline void load_strided(Vec8& v, const float* src, int64_t step) {
-  if constexpr (kUnitStep) {
-    std::memcpy(&v, src, sizeof v);
-  } else {
-    float lanes[kLanes];  // gathered through an array: GCC 12 misreads lane-wise vector writes
-    for (int64_t l = 0; l < kLanes; ++l) lanes[l] = src[l * step];
-    std::memcpy(&v, lanes, sizeof v);
-  }
-}
+// What a correlation over a padded plane reads: filter [KH, KW], the row step and the
+// dilations (the column step is the plane's phase count). A flipped filter is read as
+// filter[KH-1-kh][KW-1-kw], i.e. with its flattened index reversed.
+struct Correlation {
+  const float* filter;
+  int64_t kernel_h, kernel_w, step_h, dilation_h, dilation_w;
+};
 
 // out[i][j] = (accumulate ? out[i][j] : init) + sum over (kh, kw) of filter(kh, kw) *
-// padded[i*step_h + kh*dil_h][j*step_w + kw*dil_w], for an out_rows x out_columns plane.
+// padded[i*step_h + kh*dil_h][j*phases + kw*dil_w], for an out_rows x out_columns plane.
 // kKH, kKW > 0 fix the kernel size at compile time (3x3 and 5x5 are most of real networks):
 // the tap loops unroll and the weights, copied to a local array that no store can alias, stay
 // in registers across the whole plane.
-template <bool kFlipped, bool kUnitStep, int kKH, int kKW>
-[[gnu::always_inline]] inline void correlate_plane(const float* padded, int64_t padded_columns,
+template <bool kFlipped, int kKH, int kKW>
+[[gnu::always_inline]] inline void correlate_plane(const float* padded, const PaddedPlane& p,
                                                    const Correlation& k, int64_t out_rows,
                                                    int64_t out_columns, bool accumulate, float init,
                                                    float* out) {
@@ -105,28 +122,33 @@ template <bool kFlipped, bool kUnitStep, int kKH, int kKW>
       fixed_weights[tap] = k.filter[kFlipped ? last_tap - tap : tap];
     }
   }
-  const int64_t step_w = k.step_w, row_step = k.dilation_h * padded_columns, dw = k.dilation_w;
+  // Where each kernel column's taps start within a stored row (divisions out of the loops).
+  int64_t fixed_columns[kFixed ? kKW : 1] = {};
+  if constexpr (kFixed) {
+    for (int64_t kw = 0; kw < kKW; ++kw) fixed_columns[kw] = p.at(kw * k.dilation_w);
+  }
+  const int64_t row_stride = p.row_stride(), kernel_row_step = k.dilation_h * row_stride;
   for (int64_t i = 0; i < out_rows; ++i) {
     float* out_row = out + i * out_columns;
-    const float* window = padded + i * k.step_h * padded_columns;
+    const float* window = padded + i * k.step_h * row_stride;
     for (int64_t j = 0; j < out_columns; j += kLanes) {
       const int64_t lanes = std::min(kLanes, out_columns - j);
       Vec8 acc = Vec8{} + init;
       if (accumulate) {
         if (lanes == kLanes) {
-          std::memcpy(&acc, out_row + j, sizeof acc);
+          load8(acc, out_row + j);
         } else {
           load_partial(acc, out_row + j, lanes);
         }
       }
-      const float* src = window + j * step_w;
 #pragma GCC unroll 8
       for (int64_t kh = 0; kh < KH; ++kh) {
 #pragma GCC unroll 8
         for (int64_t kw = 0; kw < KW; ++kw) {
           const int64_t tap = kh * KW + kw;
-          Vec8 values = {};
-          load_strided<kUnitStep>(values, src + kh * row_step + kw * dw, step_w);
+          Vec8 values;
+          const int64_t column = kFixed ? fixed_columns[kw] : p.at(kw * k.dilation_w);
+          load8(values, window + kh * kernel_row_step + column + j);
           if constexpr (kFixed) {
             acc += fixed_weights[tap] * values;
           } else {
@@ -143,20 +165,17 @@ template <bool kFlipped, bool kUnitStep, int kKH, int kKW>
   }
 }
 
-template <bool kFlipped, bool kUnitStep>
-[[gnu::always_inline]] inline void correlate(const float* padded, int64_t padded_columns,
+template <bool kFlipped>
+[[gnu::always_inline]] inline void correlate(const float* padded, const PaddedPlane& p,
                                              const Correlation& k, int64_t out_rows,
                                              int64_t out_columns, bool accumulate, float init,
                                              float* out) {
   if (k.kernel_h == 3 && k.kernel_w == 3) {
-    correlate_plane<kFlipped, kUnitStep, 3, 3>(padded, padded_columns, k, out_rows, out_columns,
-                                               accumulate, init, out);
+    correlate_plane<kFlipped, 3, 3>(padded, p, k, out_rows, out_columns, accumulate, init, out);
   } else if (k.kernel_h == 5 && k.kernel_w == 5) {
-    correlate_plane<kFlipped, kUnitStep, 5, 5>(padded, padded_columns, k, out_rows, out_columns,
-                                               accumulate, init, out);
+    correlate_plane<kFlipped, 5, 5>(padded, p, k, out_rows, out_columns, accumulate, init, out);
   } else {
-    correlate_plane<kFlipped, kUnitStep, 0, 0>(padded, padded_columns, k, out_rows, out_columns,
-                                               accumulate, init, out);
+    correlate_plane<kFlipped, 0, 0>(padded, p, k, out_rows, out_columns, accumulate, init, out);
   }
 }
 
@@ -184,10 +203,10 @@ bool gathers(const Conv2dShape& s) { return s.stride_height == 1 && s.stride_wid
 
 int64_t depthwise_scratch_floats(const Conv2dShape& s) {
   const PaddedPlane forward = forward_geometry(s);
-  int64_t floats = forward.rows * forward.columns;
+  int64_t floats = forward.rows * forward.row_stride();
   if (gathers(s)) {
     const PaddedPlane gather = gather_geometry(s);
-    floats = std::max(floats, gather.rows * gather.columns);
+    floats = std::max(floats, gather.rows * gather.row_stride());
   }
   return floats;
 }
@@ -198,19 +217,14 @@ CONVGEMM_PLANE_KERNEL void depthwise_forward_plane(const Conv2dShape& s, const f
                                                    float* scratch) {
   const PaddedPlane p = forward_geometry(s);
   pad_plane(x_plane, s.in_height, s.in_width, p, scratch);
-  const Correlation k{filter,         s.kernel_height,   s.kernel_width,  s.stride_height,
-                      s.stride_width, s.dilation_height, s.dilation_width};
-  const float init = bias != nullptr ? *bias : 0.0f;
   if (accumulate && bias != nullptr) {  // y += bias + sum: the bias joins y first
     for (int64_t i = 0; i < s.out_height() * s.out_width(); ++i) y_plane[i] += *bias;
   }
-  if (s.stride_width == 1) {
-    correlate<false, true>(scratch, p.columns, k, s.out_height(), s.out_width(), accumulate, init,
-                           y_plane);
-  } else {
-    correlate<false, false>(scratch, p.columns, k, s.out_height(), s.out_width(), accumulate, init,
-                            y_plane);
-  }
+  correlate</*kFlipped=*/false>(scratch, p,
+                                {filter, s.kernel_height, s.kernel_width, s.stride_height,
+                                 s.dilation_height, s.dilation_width},
+                                s.out_height(), s.out_width(), accumulate,
+                                bias != nullptr ? *bias : 0.0f, y_plane);
 }
 
 CONVGEMM_PLANE_KERNEL void depthwise_backward_data_plane(const Conv2dShape& s,
@@ -226,8 +240,8 @@ CONVGEMM_PLANE_KERNEL void depthwise_backward_data_plane(const Conv2dShape& s,
     const PaddedPlane p = gather_geometry(s);
     for (int64_t f = 0; f < filter_count; ++f) {
       pad_plane(dy_planes + f * OH * OW, OH, OW, p, scratch);
-      const Correlation k{filters + f * KH * KW, KH, KW, 1, 1, s.dilation_height, s.dilation_width};
-      correlate<true, true>(scratch, p.columns, k, H, W, accumulate || f > 0, 0.0f, dx_plane);
+      const Correlation k{filters + f * KH * KW, KH, KW, 1, s.dilation_height, s.dilation_width};
+      correlate</*kFlipped=*/true>(scratch, p, k, H, W, accumulate || f > 0, 0.0f, dx_plane);
     }
     return;
   }
@@ -259,7 +273,7 @@ CONVGEMM_PLANE_KERNEL void depthwise_backward_weights_filter(
     int64_t dy_image_stride, bool accumulate, float* dw_filter, float* scratch) {
   const int64_t OH = s.out_height(), OW = s.out_width();
   const int64_t KH = s.kernel_height, KW = s.kernel_width;
-  const int64_t sh = s.stride_height, sw = s.stride_width;
+  const int64_t sh = s.stride_height;
   const PaddedPlane p = forward_geometry(s);
   if (!accumulate) std::fill(dw_filter, dw_filter + KH * KW, 0.0f);
   // Per image, each tap's sum over the plane is one vector of partial sums, reduced in lane
@@ -270,28 +284,21 @@ CONVGEMM_PLANE_KERNEL void depthwise_backward_weights_filter(
     for (int64_t kh = 0; kh < KH; ++kh) {
       for (int64_t kw = 0; kw < KW; ++kw) {
         Vec8 acc = {};
+        const int64_t tap_column = p.at(kw * s.dilation_width);
         for (int64_t oh = 0; oh < OH; ++oh) {
           const float* dy_row = dy_plane + oh * OW;
           const float* src =
-              scratch + (oh * sh + kh * s.dilation_height) * p.columns + kw * s.dilation_width;
+              scratch + (oh * sh + kh * s.dilation_height) * p.row_stride() + tap_column;
+          Vec8 dy, values;
           int64_t ow = 0;
-          Vec8 dy = {}, values = {};
-          if (sw == 1) {
-            for (; ow + kLanes <= OW; ow += kLanes) {
-              load_strided<true>(dy, dy_row + ow, 1);
-              load_strided<true>(values, src + ow, 1);
-              acc += dy * values;
-            }
-          } else {
-            for (; ow + kLanes <= OW; ow += kLanes) {
-              load_strided<true>(dy, dy_row + ow, 1);
-              load_strided<false>(values, src + ow * sw, sw);
-              acc += dy * values;
-            }
+          for (; ow + kLanes <= OW; ow += kLanes) {
+            load8(dy, dy_row + ow);
+            load8(values, src + ow);
+            acc += dy * values;
           }
           if (ow < OW) {  // lanes past the row are zero in dy, so what they read adds nothing
             load_partial(dy, dy_row + ow, OW - ow);
-            load_strided<false>(values, src + ow * sw, sw);
+            load8(values, src + ow);
             acc += dy * values;
           }
         }
