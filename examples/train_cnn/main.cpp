@@ -5,13 +5,19 @@
 //   train_cnn                          generated patterns, default settings
 //   train_cnn --mnist DIR --epochs 3   DIR/train-images-idx3-ubyte, ... (uncompressed)
 //   train_cnn --save model.ckpt        then: train_cnn --resume model.ckpt --epochs 2
+//   mpirun -np 2 train_cnn --distributed   data-parallel over MPI (builds with MPI only), the
+//                                          same weights for any number of ranks
 #include <convgemm/nn/nn.hpp>
+#if CONVGEMM_TRAIN_CNN_MPI
+#include <convgemm/distributed/distributed.hpp>
+#endif
 
 #include <unistd.h>
 
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <filesystem>
 #include <optional>
@@ -37,6 +43,8 @@ struct Options {
   int64_t test_images = 2000;
   float noise = 0.25f;
   std::optional<std::filesystem::path> mnist, save, resume;
+  bool distributed = false;
+  int64_t chunk = 8;
 };
 
 constexpr const char* kUsage = R"(usage: train_cnn [options]
@@ -55,6 +63,10 @@ constexpr const char* kUsage = R"(usage: train_cnn [options]
                     test on DIR/t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte
   --save PATH       write a checkpoint after training (PATH.tmp, then renamed)
   --resume PATH     start from a checkpoint of the same architecture
+  --distributed     data-parallel over MPI, under mpirun -np R (MPI builds only):
+                    --batch is then the global batch of all ranks, cut into chunks
+                    of --chunk images; it must be divisible by R x chunk
+  --chunk N         images per gradient chunk with --distributed (default 8)
 )";
 
 struct UsageError : std::runtime_error {
@@ -102,11 +114,16 @@ float parse_float(std::string_view flag, const std::string& value) {
 
 Options parse(int argc, char** argv) {
   Options o;
+  bool chunk_given = false;
   for (int i = 1; i < argc; ++i) {
     const std::string_view flag = argv[i];
     if (flag == "--help" || flag == "-h") {
       std::fputs(kUsage, stdout);
       std::exit(0);
+    }
+    if (flag == "--distributed") {
+      o.distributed = true;
+      continue;
     }
     if (i + 1 >= argc) throw UsageError("missing value after " + std::string(flag));
     const std::string value = argv[++i];
@@ -138,13 +155,32 @@ Options parse(int argc, char** argv) {
       o.save = value;
     else if (flag == "--resume")
       o.resume = value;
-    else
+    else if (flag == "--chunk") {
+      o.chunk = parse_int(flag, value, 1);
+      chunk_given = true;
+    } else
       throw UsageError("unknown option " + std::string(flag));
   }
   if (!(o.lr_decay > 0.0f && o.lr_decay <= 1.0f)) {
     bad_value("--lr-decay", std::to_string(o.lr_decay), "must be in (0, 1]");
   }
+  if (!o.distributed && chunk_given) {
+    throw UsageError("--chunk is for --distributed runs (a single process takes --batch whole)");
+  }
+  if (o.distributed && o.accumulate != 1) {
+    throw UsageError(
+        "--accumulate is for single-process runs: with --distributed, --batch is the global "
+        "batch, cut into --chunk images per chunk");
+  }
   return o;
+}
+
+// Processes the launcher started (Open MPI's mpirun, MPICH's Hydra), or 0 when there is none.
+int64_t launched_processes() {
+  for (const char* name : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE"}) {
+    if (const char* value = std::getenv(name)) return std::atoll(value);
+  }
+  return 0;
 }
 
 using Clock = std::chrono::steady_clock;
@@ -181,10 +217,15 @@ class Progress {
   Clock::time_point last_{};
 };
 
-int run(const Options& o) {
-  const auto start = Clock::now();
+struct Data {
   nn::Dataset train, test;
-  std::string data_name;
+  std::string name;
+};
+
+Data load_data(const Options& o) {
+  Data data;
+  nn::Dataset &train = data.train, &test = data.test;
+  std::string& data_name = data.name;
   if (o.mnist) {
     train =
         nn::load_mnist(*o.mnist / "train-images-idx3-ubyte", *o.mnist / "train-labels-idx1-ubyte");
@@ -203,10 +244,21 @@ int run(const Options& o) {
   if (train.height != train.width || train.channels != 1) {
     throw std::runtime_error("the example expects square 1-channel images");
   }
+  return data;
+}
+
+void print_data(const Data& data) {
   std::printf("data: %s: %lld training, %lld held-out images of %lldx%lld, %lld classes\n",
-              data_name.c_str(), static_cast<long long>(train.size()),
-              static_cast<long long>(test.size()), static_cast<long long>(train.height),
-              static_cast<long long>(train.width), static_cast<long long>(train.classes));
+              data.name.c_str(), static_cast<long long>(data.train.size()),
+              static_cast<long long>(data.test.size()), static_cast<long long>(data.train.height),
+              static_cast<long long>(data.train.width), static_cast<long long>(data.train.classes));
+}
+
+int run(const Options& o) {
+  const auto start = Clock::now();
+  const Data data = load_data(o);
+  const nn::Dataset &train = data.train, &test = data.test;
+  print_data(data);
 
   nn::Sequential model =
       nn::make_small_cnn(train.height, train.classes, /*c1=*/8, /*c2=*/16, o.threads);
@@ -258,11 +310,104 @@ int run(const Options& o) {
   return 0;
 }
 
+#if CONVGEMM_TRAIN_CNN_MPI
+namespace distributed = convgemm::distributed;
+
+// Data-parallel training (src/distributed/README.md): every rank builds the data set and the
+// model, takes its own chunks of each global batch and evaluates its share of the held-out
+// batches; rank 0 alone prints and writes the checkpoint. The weights, losses and accuracies are
+// the same for any number of ranks.
+int run_distributed(const Options& o, int rank) {
+  const auto start = Clock::now();
+  const bool lead = rank == 0;
+  const Data data = load_data(o);
+  const nn::Dataset &train = data.train, &test = data.test;
+  if (lead) print_data(data);
+
+  nn::Sequential model =
+      nn::make_small_cnn(train.height, train.classes, /*c1=*/8, /*c2=*/16, o.threads);
+  model.initialize(o.seed);
+  const int64_t chunk_shape[] = {o.chunk, 1, train.height, train.width};
+  if (lead) std::printf("%s\n", model.summary(chunk_shape).c_str());
+  // Rank 0 reads the checkpoint; the synchroniser's constructor broadcasts its parameters.
+  if (o.resume && lead) nn::load_checkpoint(model, *o.resume);
+  distributed::GradientSynchronizer sync(
+      model, {.global_batch = o.batch,
+              .chunk_size = o.chunk,
+              .image_shape = {train.channels, train.height, train.width}});
+  if (o.resume) {
+    const double accuracy = distributed::evaluate_accuracy(model, test, 256);
+    if (lead) {
+      std::printf("resumed from %s: held-out accuracy %.2f%%\n", o.resume->c_str(),
+                  100.0 * accuracy);
+    }
+  }
+  const int64_t steps = train.size() / o.batch;
+  if (lead) {
+    std::printf(
+        "distributed: %d ranks, global batch %lld = %lld chunks of %lld images (%lld per rank), "
+        "%lld steps per epoch (%lld images left out each epoch)\n",
+        sync.ranks(), static_cast<long long>(o.batch), static_cast<long long>(sync.chunks()),
+        static_cast<long long>(o.chunk), static_cast<long long>(sync.chunks_per_rank()),
+        static_cast<long long>(steps), static_cast<long long>(train.size() - steps * o.batch));
+    std::printf("sgd: lr %g (x%g per epoch), momentum %g, seed %llu, threads %s per rank\n",
+                double(o.lr), double(o.lr_decay), double(o.momentum),
+                static_cast<unsigned long long>(o.seed),
+                o.threads == 0 ? "all" : std::to_string(o.threads).c_str());
+    std::fflush(stdout);
+  }
+
+  nn::Sgd sgd(model.parameters(),
+              sync.sgd_options({.learning_rate = o.lr, .momentum = o.momentum}));
+  std::mt19937_64 order_rng(o.seed + 1);
+  Progress progress(lead && ::isatty(STDERR_FILENO) == 1);
+  for (int64_t epoch = 1; epoch <= o.epochs; ++epoch) {
+    sgd.set_learning_rate(o.lr * std::pow(o.lr_decay, float(epoch - 1)));
+    const auto epoch_start = Clock::now();
+    const nn::EpochResult result = distributed::train_epoch(
+        sync, sgd, train, order_rng, [&](int64_t done, int64_t total, double loss) {
+          progress.update(epoch, o.epochs, done, total, loss, done / seconds_since(epoch_start));
+        });
+    const double train_seconds = seconds_since(epoch_start);
+    progress.clear();
+    const double accuracy = distributed::evaluate_accuracy(model, test, 256);
+    if (lead) {
+      std::printf(
+          "epoch %lld/%lld  loss %.4f  held-out accuracy %6.2f%%  %6.0f images/s  (%.1f s)\n",
+          static_cast<long long>(epoch), static_cast<long long>(o.epochs), result.mean_loss,
+          100.0 * accuracy, double(result.images) / train_seconds, seconds_since(epoch_start));
+      std::fflush(stdout);
+    }
+  }
+  if (o.save && lead) {
+    nn::save_checkpoint(model, *o.save);
+    std::printf("saved checkpoint %s\n", o.save->c_str());
+  }
+  if (lead) std::printf("done in %.1f s\n", seconds_since(start));
+  return 0;
+}
+#endif
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  Options options;
   try {
-    return run(parse(argc, argv));
+    options = parse(argc, argv);
+    const int64_t processes = launched_processes();
+    if (!options.distributed && processes > 1) {
+      throw UsageError("started by an MPI launcher with " + std::to_string(processes) +
+                       " processes: add --distributed (each process would otherwise train "
+                       "alone and write the same files)");
+    }
+#if !CONVGEMM_TRAIN_CNN_MPI
+    if (options.distributed) {
+      throw UsageError(
+          "--distributed needs a train_cnn built with MPI (install libopenmpi-dev and "
+          "reconfigure)");
+    }
+#endif
+    if (!options.distributed) return run(options);
   } catch (const UsageError& e) {
     std::fprintf(stderr, "train_cnn: %s\n%s", e.what(), kUsage);
     return 2;
@@ -270,4 +415,12 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "train_cnn: %s\n", e.what());
     return 1;
   }
+#if CONVGEMM_TRAIN_CNN_MPI
+  // A failure on any rank ends the whole job (MPI_Abort), never leaves the others waiting.
+  distributed::Environment mpi(argc, argv);
+  return distributed::run_or_abort("train_cnn",
+                                   [&] { return run_distributed(options, mpi.rank()); });
+#else
+  return 1;  // not reached: --distributed was refused above
+#endif
 }

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <limits>
 
+#include "../gemm.hpp"
 #include "check.hpp"
 #include "convgemm/nn/init.hpp"
 
@@ -12,16 +13,21 @@ namespace convgemm::nn {
 namespace {
 
 // Row-major C [m x n] = op(A) * op(B) + beta * C through the BLAS of the element type. This layer
-// calls CBLAS directly (the engine's gemm.hpp is float-only and private to it) and leaves
-// OpenBLAS its own threading: below OpenBLAS's size threshold, which a classifier head's GEMMs
-// mostly are, it runs them on the calling thread.
+// calls CBLAS directly (the engine's sgemm() is float-only and runs a backend per pass) but keeps
+// the engine's threading rule, one OpenBLAS thread: threaded OpenBLAS 0.3.21 changes the bits of
+// dW = dy^T * x (the batch is the summed dimension) between 1 and 2 threads once the GEMM passes
+// its threading threshold (batch >= ~192 for a 256 -> 6 head), and training must give the same
+// weights whatever OPENBLAS_NUM_THREADS says (convgemm::distributed relies on it). A classifier
+// head's GEMMs are small, so the lost parallelism costs little.
 void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t m, int64_t n, int64_t k, const float* a,
           int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  const convgemm::detail::SingleThreadedBlas single_threaded;
   cblas_sgemm(CblasRowMajor, ta, tb, blasint(m), blasint(n), blasint(k), /*alpha=*/1.0f, a,
               blasint(lda), b, blasint(ldb), beta, c, blasint(ldc));
 }
 void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t m, int64_t n, int64_t k, const double* a,
           int64_t lda, const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
+  const convgemm::detail::SingleThreadedBlas single_threaded;
   cblas_dgemm(CblasRowMajor, ta, tb, blasint(m), blasint(n), blasint(k), /*alpha=*/1.0, a,
               blasint(lda), b, blasint(ldb), beta, c, blasint(ldc));
 }
