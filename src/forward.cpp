@@ -6,12 +6,14 @@
 namespace convgemm::detail {
 
 void forward_rows(GemmLibrary gemm, const Conv2dShape& s, const float* x_group,
-                  const float* w_group, const float* bias_group, int64_t oh_begin, int64_t oh_end,
-                  bool accumulate, float* y_group, float* scratch) {
-  const int64_t M = s.gemm_m(), K = s.gemm_k(), P = s.gemm_p();
+                  const float* w_group, const float* bias_group, ChannelRange outputs,
+                  int64_t oh_begin, int64_t oh_end, bool accumulate, float* y_group,
+                  float* scratch) {
+  const int64_t K = s.gemm_k(), P = s.gemm_p();
   const ColumnBlock block{0, K, oh_begin, oh_end};
   const int64_t columns = block.columns(s), first_column = oh_begin * s.out_width();
-  float* y_block = y_group + first_column;
+  const int64_t rows = outputs.end - outputs.begin;
+  float* y_block = y_group + outputs.begin * P + first_column;
 
   // The block of X_col: the input planes themselves for a pointwise kernel (no copy at all),
   // otherwise lowered into the slot's scratch right before the GEMM reads it, while it is hot.
@@ -27,18 +29,19 @@ void forward_rows(GemmLibrary gemm, const Conv2dShape& s, const float* x_group,
   // first, so y is written once more rather than read back after the GEMM.
   float beta = accumulate ? 1.0f : 0.0f;
   if (bias_group != nullptr) {
-    for (int64_t m = 0; m < M; ++m) {
+    for (int64_t m = 0; m < rows; ++m) {
       float* y_row = y_block + m * P;
+      const float bias = bias_group[outputs.begin + m];
       if (accumulate) {
-        for (int64_t j = 0; j < columns; ++j) y_row[j] += bias_group[m];
+        for (int64_t j = 0; j < columns; ++j) y_row[j] += bias;
       } else {
-        std::fill(y_row, y_row + columns, bias_group[m]);
+        std::fill(y_row, y_row + columns, bias);
       }
     }
     beta = 1.0f;
   }
-  sgemm(gemm, Transpose::no, Transpose::no, M, columns, K, w_group, /*lda=*/K, x_col, ld_x_col,
-        beta, y_block, /*ldc=*/P);
+  sgemm(gemm, Transpose::no, Transpose::no, rows, columns, K, w_group + outputs.begin * K,
+        /*lda=*/K, x_col, ld_x_col, beta, y_block, /*ldc=*/P);
 }
 
 }  // namespace convgemm::detail

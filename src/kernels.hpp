@@ -16,17 +16,24 @@
 
 namespace convgemm::detail {
 
-// Y_g[:, rows] = W_g * X_col[:, rows] (+ bias), or += with accumulate.
-void forward_rows(GemmLibrary gemm, const Conv2dShape& shape, const float* x_group,
-                  const float* w_group, const float* bias_group, int64_t oh_begin, int64_t oh_end,
-                  bool accumulate, float* y_group, float* scratch);
+// A task's share of the group's channels: output channels for forward, input channels for
+// backward_data (the plan splits them only when images and row blocks give too few tasks).
+struct ChannelRange {
+  int64_t begin, end;
+};
 
-// dX_g += col2im(W_g^T * dY_g[:, rows]). In the pointwise case the GEMM writes dX_g directly,
-// overwriting it unless `accumulate`; otherwise dX_g must already hold zeros or the values to
-// add to, because neighbouring row blocks scatter into the same pixels.
+// Y_g[outputs, rows] = W_g[outputs, :] * X_col[:, rows] (+ bias), or += with accumulate.
+void forward_rows(GemmLibrary gemm, const Conv2dShape& shape, const float* x_group,
+                  const float* w_group, const float* bias_group, ChannelRange outputs,
+                  int64_t oh_begin, int64_t oh_end, bool accumulate, float* y_group,
+                  float* scratch);
+
+// dX_g[inputs] += col2im(W_g[:, rows of inputs]^T * dY_g[:, rows]). In the pointwise case the
+// GEMM writes dX_g directly, overwriting it unless `accumulate`; otherwise dX_g must already hold
+// zeros or the values to add to, because neighbouring row blocks scatter into the same pixels.
 void backward_data_rows(GemmLibrary gemm, const Conv2dShape& shape, const float* dy_group,
-                        const float* w_group, int64_t oh_begin, int64_t oh_end, bool accumulate,
-                        float* dx_group, float* scratch);
+                        const float* w_group, ChannelRange inputs, int64_t oh_begin, int64_t oh_end,
+                        bool accumulate, float* dx_group, float* scratch);
 
 // dW_g[m, k] = beta * dW_g[m, k] + dY_g[m, rows] * X_col[k, rows]^T for the output channels m in
 // [m_begin, m_end) and the X_col rows k and output rows of `block`.

@@ -26,6 +26,9 @@ constexpr int64_t kMinPanelRows = 32;
 // way to it. An explicit block_bytes or workspace_limit is obeyed exactly.
 constexpr int64_t kMinBlockColumns = 256;
 
+// Forward and backward_data aim for at least this many tasks per call.
+constexpr int64_t kMinTasks = 4;
+
 int64_t round_up(int64_t value, int64_t multiple) { return ceil_div(value, multiple) * multiple; }
 
 }  // namespace
@@ -61,6 +64,22 @@ Blocking choose_blocking(const Conv2dShape& s, const Conv2dOptions& options, int
 
   b.rows_per_block = rows_within_budget(K);
   b.blocks_per_image = ceil_div(OH, b.rows_per_block);
+  // Too few (image, group, block) tasks to keep every core busy (a small image at batch 1):
+  // forward splits the group's output channels, backward_data its input channels, into panels
+  // that keep at least kMinPanelRows rows in their GEMM. A rule on the shape only, like blocks.
+  const int64_t tasks = s.batch * s.groups * b.blocks_per_image;
+  auto panels_for = [&](int64_t channels, int64_t min_channels) {
+    return std::clamp<int64_t>(ceil_div(kMinTasks, tasks), 1,
+                               std::max<int64_t>(1, channels / min_channels));
+  };
+  const int64_t taps = s.kernel_height * s.kernel_width;
+  b.outputs_per_panel = ceil_div(s.gemm_m(), panels_for(s.gemm_m(), kMinPanelRows));
+  b.output_panels = ceil_div(s.gemm_m(), b.outputs_per_panel);
+  const int64_t group_inputs = s.in_channels / s.groups;
+  b.inputs_per_panel =
+      ceil_div(group_inputs, panels_for(group_inputs, ceil_div(kMinPanelRows, taps)));
+  b.input_panels = ceil_div(group_inputs, b.inputs_per_panel);
+
   // Block i ends at input row (end_i - 1)*sh - pt + dh*(KH-1); block i+2 starts at
   // (end_i + rows)*sh - pt. They are disjoint when (rows + 1)*sh > dh*(KH-1).
   b.data_waves =
@@ -142,11 +161,14 @@ void Plan::forward(const float* x, const float* w, const float* bias, float* y, 
     });
     return;
   }
-  pool_.run(s.batch * G * blocks, [&](int64_t task, int slot) {
-    const int64_t block = task % blocks, g = task / blocks % G, n = task / blocks / G;
+  const int64_t panels = blocking_.output_panels, per_panel = blocking_.outputs_per_panel;
+  pool_.run(s.batch * G * blocks * panels, [&](int64_t task, int slot) {
+    const int64_t panel = task % panels, block = task / panels % blocks;
+    const int64_t g = task / panels / blocks % G, n = task / panels / blocks / G;
     const int64_t oh_begin = block * rows, oh_end = std::min(OH, oh_begin + rows);
+    const ChannelRange outputs{panel * per_panel, std::min(M, (panel + 1) * per_panel)};
     forward_rows(forward_gemm_, s, x + (n * C + g * (C / G)) * HW, w + g * M * K,
-                 bias != nullptr ? bias + g * M : nullptr, oh_begin, oh_end, accumulate,
+                 bias != nullptr ? bias + g * M : nullptr, outputs, oh_begin, oh_end, accumulate,
                  y + (n * O + g * M) * P, scratch(slot));
   });
 }
@@ -157,11 +179,17 @@ void Plan::backward_data(const float* dy, const float* w, float* dx, bool accumu
   const int64_t C = s.in_channels, O = s.out_channels, HW = s.in_height * s.in_width;
   const int64_t OH = s.out_height(), rows = blocking_.rows_per_block;
   const int64_t blocks = blocking_.blocks_per_image;
-  auto run_block = [&](int64_t n, int64_t g, int64_t block, int slot) {
+  const int64_t panels = blocking_.input_panels, per_panel = blocking_.inputs_per_panel;
+  // Work item (n, g, block, panel); a task index splits into (n, g, panel) and an extra index.
+  auto run_block = [&](int64_t ngp, int64_t block, int slot) {
+    const int64_t panel = ngp % panels, g = ngp / panels % G, n = ngp / panels / G;
     const int64_t oh_begin = block * rows, oh_end = std::min(OH, oh_begin + rows);
-    backward_data_rows(backward_data_gemm_, s, dy + (n * O + g * M) * P, w + g * M * K, oh_begin,
-                       oh_end, accumulate, dx + (n * C + g * (C / G)) * HW, scratch(slot));
+    const ChannelRange inputs{panel * per_panel, std::min(C / G, (panel + 1) * per_panel)};
+    backward_data_rows(backward_data_gemm_, s, dy + (n * O + g * M) * P, w + g * M * K, inputs,
+                       oh_begin, oh_end, accumulate, dx + (n * C + g * (C / G)) * HW,
+                       scratch(slot));
   };
+  const int64_t images_groups_panels = s.batch * G * panels;
 
   if (blocking_.depthwise) {
     pool_.run(s.batch * C, [&](int64_t task, int slot) {
@@ -172,9 +200,8 @@ void Plan::backward_data(const float* dy, const float* w, float* dx, bool accumu
     return;
   }
   if (blocking_.pointwise) {  // the GEMM writes dx itself, block by disjoint block
-    pool_.run(s.batch * G * blocks, [&](int64_t task, int slot) {
-      run_block(task / blocks / G, task / blocks % G, task % blocks, slot);
-    });
+    pool_.run(images_groups_panels * blocks,
+              [&](int64_t task, int slot) { run_block(task / blocks, task % blocks, slot); });
     return;
   }
   if (!accumulate) {
@@ -187,16 +214,14 @@ void Plan::backward_data(const float* dy, const float* w, float* dx, bool accumu
   if (blocking_.data_waves) {
     for (int64_t parity = 0; parity < 2; ++parity) {
       const int64_t count = (blocks - parity + 1) / 2;
-      pool_.run(s.batch * G * count, [&](int64_t task, int slot) {
-        run_block(task / count / G, task / count % G, parity + 2 * (task % count), slot);
+      pool_.run(images_groups_panels * count, [&](int64_t task, int slot) {
+        run_block(task / count, parity + 2 * (task % count), slot);
       });
     }
   } else {
-    pool_.run(s.batch * G, [&](int64_t task, int slot) {
+    pool_.run(images_groups_panels, [&](int64_t task, int slot) {
       for (int64_t parity = 0; parity < 2; ++parity) {
-        for (int64_t block = parity; block < blocks; block += 2) {
-          run_block(task / G, task % G, block, slot);
-        }
+        for (int64_t block = parity; block < blocks; block += 2) run_block(task, block, slot);
       }
     });
   }

@@ -4,8 +4,10 @@
 //
 // Tasks and why (depthwise shapes bypass all of this: one task per plane or filter, direct
 // loops, see kernels.hpp):
-//   forward           (image, group, block of output rows): every core is busy even at batch 1.
-//   backward_data     the same tasks; row blocks of one image scatter into overlapping input
+//   forward           (image, group, block of output rows): every core is busy even at batch 1;
+//                     when a small image makes too few blocks, also a panel of output channels.
+//   backward_data     the same tasks (panels of input channels, which scatter into different
+//                     planes); row blocks of one image scatter into overlapping input
 //                     rows, so even blocks run first and odd blocks second (two parallel waves)
 //                     when blocks two apart cannot touch the same pixel, and one task per
 //                     (image, group) runs its blocks in that same order otherwise.
@@ -32,13 +34,17 @@ namespace convgemm::detail {
 // How the work is cut: a function of the shape and the options (block_bytes, workspace_limit),
 // never of the thread count, except `slots`.
 struct Blocking {
-  bool depthwise = false;             // in_channels == groups: direct kernels, no GEMM, no scratch
-  bool pointwise = false;             // X_col is the input itself: no scratch at all
-  int64_t rows_per_block = 1;         // output rows per block, forward and backward_data
-  int64_t blocks_per_image = 1;       // ceil(OH / rows_per_block)
-  bool data_waves = false;            // backward_data blocks two apart never overlap
-  int64_t weight_panel_rows = 1;      // X_col rows (dW columns) per backward_weights task
-  int64_t weight_channel_panels = 1;  // ranges of output channels (pointwise only)
+  bool depthwise = false;         // in_channels == groups: direct kernels, no GEMM, no scratch
+  bool pointwise = false;         // X_col is the input itself: no scratch at all
+  int64_t rows_per_block = 1;     // output rows per block, forward and backward_data
+  int64_t blocks_per_image = 1;   // ceil(OH / rows_per_block)
+  int64_t output_panels = 1;      // forward tasks per (image, group, block), over output channels
+  int64_t outputs_per_panel = 1;  // output channels per forward panel (the last may have fewer)
+  int64_t input_panels = 1;       // backward_data tasks per (image, group, block), input channels
+  int64_t inputs_per_panel = 1;   // input channels per backward_data panel
+  bool data_waves = false;        // backward_data blocks two apart never overlap
+  int64_t weight_panel_rows = 1;  // X_col rows (dW columns) per backward_weights task
+  int64_t weight_channel_panels = 1;      // ranges of output channels (pointwise only)
   int64_t weight_channel_panel_rows = 1;  // output channels per range
   int64_t weight_panels = 1;              // ceil(K / weight_panel_rows)
   int64_t weight_rows_per_block = 1;      // output rows per backward_weights block

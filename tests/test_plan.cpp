@@ -10,6 +10,8 @@
 
 #include "convgemm/conv2d.hpp"
 #include "convgemm/conv_transpose2d.hpp"
+#include "plan.hpp"
+#include "support/checks.hpp"
 #include "support/compare.hpp"
 #include "support/seed.hpp"
 #include "support/tensors.hpp"
@@ -145,6 +147,33 @@ TEST_F(PlanTest, OnePlanPerThreadRunsConcurrently) {
     for (std::thread& t : callers) t.join();
   }
   for (const Results& r : results) expect_same_bits(r, expected);
+}
+
+TEST(Plan, SmallImagesAtBatchOneSplitChannelsAndMatchNaive) {
+  // A 5x5 image at batch 1 is one row block, one task: forward then splits its 128 output
+  // channels and backward_data its 64 input channels into panels so that both cores work.
+  Conv2dShape shape{.in_channels = 64,
+                    .in_height = 5,
+                    .in_width = 5,
+                    .out_channels = 128,
+                    .kernel_height = 3,
+                    .kernel_width = 3};
+  shape.set_padding(1);
+  const detail::Blocking blocking = detail::choose_blocking(shape, {}, /*threads=*/2);
+  EXPECT_EQ(blocking.blocks_per_image, 1);
+  EXPECT_GT(blocking.output_panels, 1);
+  EXPECT_GT(blocking.input_panels, 1);
+  std::mt19937_64 rng(test::test_seed());
+  for (int threads : {1, 2, 3}) {
+    SCOPED_TRACE(threads);
+    test::expect_forward_matches_naive(shape, {.num_threads = threads}, rng, /*with_bias=*/true);
+    test::expect_backward_data_matches_naive(shape, {.num_threads = threads}, rng);
+  }
+  // The same split for a pointwise kernel, whose backward_data GEMM writes dx in place.
+  const Conv2dShape pointwise{.in_channels = 96, .in_height = 3, .in_width = 4, .out_channels = 80};
+  EXPECT_GT(detail::choose_blocking(pointwise, {}, /*threads=*/2).input_panels, 1);
+  test::expect_forward_matches_naive(pointwise, {.num_threads = 2}, rng, /*with_bias=*/false);
+  test::expect_backward_data_matches_naive(pointwise, {.num_threads = 2}, rng);
 }
 
 }  // namespace
