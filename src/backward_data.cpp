@@ -23,9 +23,10 @@ void backward_data_rows(GemmLibrary gemm, const Conv2dShape& s, const float* dy_
           /*ldc=*/P);
     return;
   }
+  float* dx_col = scratch + block.k_begin * columns;  // this range's rows of the block
   sgemm(gemm, Transpose::yes, Transpose::no, rows, columns, M, w_columns, /*lda=*/K, dy_block,
-        /*ldb=*/P, /*beta=*/0.0f, scratch, /*ldc=*/columns);
-  col2im_block(s, scratch, block, dx_group);
+        /*ldb=*/P, /*beta=*/0.0f, dx_col, /*ldc=*/columns);
+  col2im_block(s, dx_col, block, dx_group);
 }
 
 }  // namespace convgemm::detail

@@ -5,25 +5,22 @@
 
 namespace convgemm::detail {
 
-void forward_rows(GemmLibrary gemm, const Conv2dShape& s, const float* x_group,
-                  const float* w_group, const float* bias_group, ChannelRange outputs,
-                  int64_t oh_begin, int64_t oh_end, bool accumulate, float* y_group,
-                  float* scratch) {
-  const int64_t K = s.gemm_k(), P = s.gemm_p();
-  const ColumnBlock block{0, K, oh_begin, oh_end};
-  const int64_t columns = block.columns(s), first_column = oh_begin * s.out_width();
-  const int64_t rows = outputs.end - outputs.begin;
-  float* y_block = y_group + outputs.begin * P + first_column;
+ColumnView lower_rows(const Conv2dShape& s, const float* x_group, int64_t oh_begin, int64_t oh_end,
+                      float* scratch) {
+  const ColumnBlock block{0, s.gemm_k(), oh_begin, oh_end};
+  if (is_pointwise(s)) return {x_group + oh_begin * s.out_width(), s.gemm_p()};
+  // Lowered right before the GEMM reads it, while it is hot in this core's cache.
+  im2col_block(s, x_group, block, scratch);
+  return {scratch, block.columns(s)};
+}
 
-  // The block of X_col: the input planes themselves for a pointwise kernel (no copy at all),
-  // otherwise lowered into the slot's scratch right before the GEMM reads it, while it is hot.
-  const float* x_col = x_group + first_column;
-  int64_t ld_x_col = P;
-  if (!is_pointwise(s)) {
-    im2col_block(s, x_group, block, scratch);
-    x_col = scratch;
-    ld_x_col = columns;
-  }
+void forward_rows(GemmLibrary gemm, const Conv2dShape& s, const ColumnView& x_col,
+                  const float* w_group, const float* bias_group, ChannelRange outputs,
+                  int64_t oh_begin, int64_t oh_end, bool accumulate, float* y_group) {
+  const int64_t K = s.gemm_k(), P = s.gemm_p();
+  const int64_t columns = (oh_end - oh_begin) * s.out_width();
+  const int64_t rows = outputs.end - outputs.begin;
+  float* y_block = y_group + outputs.begin * P + oh_begin * s.out_width();
 
   // The bias enters through the GEMM's beta: the block is filled with (or has added) the bias
   // first, so y is written once more rather than read back after the GEMM.
@@ -41,7 +38,7 @@ void forward_rows(GemmLibrary gemm, const Conv2dShape& s, const float* x_group,
     beta = 1.0f;
   }
   sgemm(gemm, Transpose::no, Transpose::no, rows, columns, K, w_group + outputs.begin * K,
-        /*lda=*/K, x_col, ld_x_col, beta, y_block, /*ldc=*/P);
+        /*lda=*/K, x_col.data, x_col.ld, beta, y_block, /*ldc=*/P);
 }
 
 }  // namespace convgemm::detail

@@ -22,15 +22,28 @@ struct ChannelRange {
   int64_t begin, end;
 };
 
-// Y_g[outputs, rows] = W_g[outputs, :] * X_col[:, rows] (+ bias), or += with accumulate.
-void forward_rows(GemmLibrary gemm, const Conv2dShape& shape, const float* x_group,
+// A block of X_col as the GEMM reads it: `data` with leading dimension `ld`.
+struct ColumnView {
+  const float* data;
+  int64_t ld;
+};
+
+// The block of X_col for output rows [oh_begin, oh_end): the input planes themselves for a
+// pointwise kernel (no copy at all), otherwise lowered into `scratch`.
+ColumnView lower_rows(const Conv2dShape& shape, const float* x_group, int64_t oh_begin,
+                      int64_t oh_end, float* scratch);
+
+// Y_g[outputs, rows] = W_g[outputs, :] * x_col (+ bias), or += with accumulate, for the block
+// of output rows [oh_begin, oh_end) that x_col (from lower_rows) holds.
+void forward_rows(GemmLibrary gemm, const Conv2dShape& shape, const ColumnView& x_col,
                   const float* w_group, const float* bias_group, ChannelRange outputs,
-                  int64_t oh_begin, int64_t oh_end, bool accumulate, float* y_group,
-                  float* scratch);
+                  int64_t oh_begin, int64_t oh_end, bool accumulate, float* y_group);
 
 // dX_g[inputs] += col2im(W_g[:, rows of inputs]^T * dY_g[:, rows]). In the pointwise case the
 // GEMM writes dX_g directly, overwriting it unless `accumulate`; otherwise dX_g must already hold
 // zeros or the values to add to, because neighbouring row blocks scatter into the same pixels.
+// The product goes to the inputs' own rows of the block's column buffer `scratch` (K x block
+// columns), so panels of one block can share it.
 void backward_data_rows(GemmLibrary gemm, const Conv2dShape& shape, const float* dy_group,
                         const float* w_group, ChannelRange inputs, int64_t oh_begin, int64_t oh_end,
                         bool accumulate, float* dx_group, float* scratch);

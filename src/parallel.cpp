@@ -48,4 +48,21 @@ void WorkerPool::run(int64_t count, const std::function<void(int64_t, int)>& tas
   });
 }
 
+void WorkerPool::run_parts(int64_t count, const std::function<void(int64_t)>& part) {
+  if (count == 1) {
+    part(0);
+    return;
+  }
+  // Isolated: while this thread waits for the parts, it must not pick up another task of run(),
+  // which would reuse this slot's scratch under the parts still reading it.
+  tbb::this_task_arena::isolate([&] {
+    tbb::parallel_for(
+        tbb::blocked_range<int64_t>(0, count, 1),
+        [&](const tbb::blocked_range<int64_t>& range) {
+          for (int64_t index = range.begin(); index != range.end(); ++index) part(index);
+        },
+        tbb::simple_partitioner());
+  });
+}
+
 }  // namespace convgemm::detail

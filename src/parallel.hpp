@@ -30,6 +30,10 @@ class WorkerPool {
   // single-threaded for the duration. Returns when all have finished.
   void run(int64_t count, const std::function<void(int64_t index, int slot)>& task);
 
+  // From inside a task of run(): calls part(index) for every index in [0, count) in parallel on
+  // the same workers, sharing the calling task's slot (parts must not need scratch of their own).
+  void run_parts(int64_t count, const std::function<void(int64_t index)>& part);
+
  private:
   struct Arena;
   int slots_ = 1;

@@ -162,14 +162,17 @@ void Plan::forward(const float* x, const float* w, const float* bias, float* y, 
     return;
   }
   const int64_t panels = blocking_.output_panels, per_panel = blocking_.outputs_per_panel;
-  pool_.run(s.batch * G * blocks * panels, [&](int64_t task, int slot) {
-    const int64_t panel = task % panels, block = task / panels % blocks;
-    const int64_t g = task / panels / blocks % G, n = task / panels / blocks / G;
+  pool_.run(s.batch * G * blocks, [&](int64_t task, int slot) {
+    const int64_t block = task % blocks, g = task / blocks % G, n = task / blocks / G;
     const int64_t oh_begin = block * rows, oh_end = std::min(OH, oh_begin + rows);
-    const ChannelRange outputs{panel * per_panel, std::min(M, (panel + 1) * per_panel)};
-    forward_rows(forward_gemm_, s, x + (n * C + g * (C / G)) * HW, w + g * M * K,
-                 bias != nullptr ? bias + g * M : nullptr, outputs, oh_begin, oh_end, accumulate,
-                 y + (n * O + g * M) * P, scratch(slot));
+    // Lowered once; the panels of output channels multiply the same block.
+    const ColumnView x_col =
+        lower_rows(s, x + (n * C + g * (C / G)) * HW, oh_begin, oh_end, scratch(slot));
+    pool_.run_parts(panels, [&](int64_t panel) {
+      const ChannelRange outputs{panel * per_panel, std::min(M, (panel + 1) * per_panel)};
+      forward_rows(forward_gemm_, s, x_col, w + g * M * K, bias != nullptr ? bias + g * M : nullptr,
+                   outputs, oh_begin, oh_end, accumulate, y + (n * O + g * M) * P);
+    });
   });
 }
 
@@ -180,16 +183,19 @@ void Plan::backward_data(const float* dy, const float* w, float* dx, bool accumu
   const int64_t OH = s.out_height(), rows = blocking_.rows_per_block;
   const int64_t blocks = blocking_.blocks_per_image;
   const int64_t panels = blocking_.input_panels, per_panel = blocking_.inputs_per_panel;
-  // Work item (n, g, block, panel); a task index splits into (n, g, panel) and an extra index.
-  auto run_block = [&](int64_t ngp, int64_t block, int slot) {
-    const int64_t panel = ngp % panels, g = ngp / panels % G, n = ngp / panels / G;
+  // One (image, group, block): its panels of input channels share the slot's column buffer,
+  // each writing its own rows of it and scattering into its own planes.
+  auto run_block = [&](int64_t n_g, int64_t block, int slot) {
+    const int64_t g = n_g % G, n = n_g / G;
     const int64_t oh_begin = block * rows, oh_end = std::min(OH, oh_begin + rows);
-    const ChannelRange inputs{panel * per_panel, std::min(C / G, (panel + 1) * per_panel)};
-    backward_data_rows(backward_data_gemm_, s, dy + (n * O + g * M) * P, w + g * M * K, inputs,
-                       oh_begin, oh_end, accumulate, dx + (n * C + g * (C / G)) * HW,
-                       scratch(slot));
+    pool_.run_parts(panels, [&](int64_t panel) {
+      const ChannelRange inputs{panel * per_panel, std::min(C / G, (panel + 1) * per_panel)};
+      backward_data_rows(backward_data_gemm_, s, dy + (n * O + g * M) * P, w + g * M * K, inputs,
+                         oh_begin, oh_end, accumulate, dx + (n * C + g * (C / G)) * HW,
+                         scratch(slot));
+    });
   };
-  const int64_t images_groups_panels = s.batch * G * panels;
+  const int64_t images_groups = s.batch * G;
 
   if (blocking_.depthwise) {
     pool_.run(s.batch * C, [&](int64_t task, int slot) {
@@ -200,7 +206,7 @@ void Plan::backward_data(const float* dy, const float* w, float* dx, bool accumu
     return;
   }
   if (blocking_.pointwise) {  // the GEMM writes dx itself, block by disjoint block
-    pool_.run(images_groups_panels * blocks,
+    pool_.run(images_groups * blocks,
               [&](int64_t task, int slot) { run_block(task / blocks, task % blocks, slot); });
     return;
   }
@@ -214,12 +220,12 @@ void Plan::backward_data(const float* dy, const float* w, float* dx, bool accumu
   if (blocking_.data_waves) {
     for (int64_t parity = 0; parity < 2; ++parity) {
       const int64_t count = (blocks - parity + 1) / 2;
-      pool_.run(images_groups_panels * count, [&](int64_t task, int slot) {
+      pool_.run(images_groups * count, [&](int64_t task, int slot) {
         run_block(task / count, parity + 2 * (task % count), slot);
       });
     }
   } else {
-    pool_.run(images_groups_panels, [&](int64_t task, int slot) {
+    pool_.run(images_groups, [&](int64_t task, int slot) {
       for (int64_t parity = 0; parity < 2; ++parity) {
         for (int64_t block = parity; block < blocks; block += 2) run_block(task, block, slot);
       }
