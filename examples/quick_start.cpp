@@ -6,8 +6,13 @@
 #include <vector>
 
 int main() {
-  convgemm::Conv2dShape shape{.batch = 2, .in_channels = 3, .in_height = 32, .in_width = 32,
-                              .out_channels = 16, .kernel_height = 3, .kernel_width = 3};
+  convgemm::Conv2dShape shape{.batch = 2,
+                              .in_channels = 3,
+                              .in_height = 32,
+                              .in_width = 32,
+                              .out_channels = 16,
+                              .kernel_height = 3,
+                              .kernel_width = 3};
   shape.set_padding(1);  // 'same' output size for a 3x3 kernel at stride 1
 
   std::vector<float> x(shape.input_elements(), 1.0f), w(shape.weight_elements(), 0.01f);

@@ -7,9 +7,15 @@
 #include <vector>
 
 int main() {
-  convgemm::Conv2dShape shape{.batch = 2, .in_channels = 4, .in_height = 9, .in_width = 7,
-                              .out_channels = 6, .kernel_height = 3, .kernel_width = 3,
-                              .stride_height = 2, .groups = 2};
+  convgemm::Conv2dShape shape{.batch = 2,
+                              .in_channels = 4,
+                              .in_height = 9,
+                              .in_width = 7,
+                              .out_channels = 6,
+                              .kernel_height = 3,
+                              .kernel_width = 3,
+                              .stride_height = 2,
+                              .groups = 2};
   shape.set_padding(1);
   std::vector<float> x(shape.input_elements()), w(shape.weight_elements());
   for (std::size_t i = 0; i < x.size(); ++i) x[i] = float(i % 7) - 3.0f;
