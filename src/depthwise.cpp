@@ -268,6 +268,53 @@ CONVGEMM_PLANE_KERNEL void depthwise_backward_data_plane(const Conv2dShape& s,
   }
 }
 
+// The weight gradient of a fixed kKH x kKW filter: one vector of partial sums per tap, all kept in
+// registers, so each dy vector is loaded once for every tap. Lanes hold sums over images, rows
+// and every eighth column in index order; they are reduced in lane order at the end.
+template <int kKH, int kKW>
+[[gnu::always_inline]] inline void fixed_filter_gradient(const Conv2dShape& s, const PaddedPlane& p,
+                                                         const float* x_channel,
+                                                         int64_t x_image_stride,
+                                                         const float* dy_channel,
+                                                         int64_t dy_image_stride, bool accumulate,
+                                                         float* dw_filter, float* scratch) {
+  const int64_t OH = s.out_height(), OW = s.out_width();
+  const int64_t row_stride = p.row_stride(), kernel_row_step = s.dilation_height * row_stride;
+  int64_t columns[kKW];
+  for (int64_t kw = 0; kw < kKW; ++kw) columns[kw] = p.at(kw * s.dilation_width);
+  Vec8 acc[kKH * kKW] = {};
+  for (int64_t n = 0; n < s.batch; ++n) {
+    pad_plane(x_channel + n * x_image_stride, s.in_height, s.in_width, p, scratch);
+    const float* dy_plane = dy_channel + n * dy_image_stride;
+    for (int64_t oh = 0; oh < OH; ++oh) {
+      const float* dy_row = dy_plane + oh * OW;
+      const float* window = scratch + oh * s.stride_height * row_stride;
+      for (int64_t ow = 0; ow < OW; ow += kLanes) {
+        Vec8 dy;  // lanes past the row stay zero, so what they read adds nothing
+        if (ow + kLanes <= OW) {
+          load8(dy, dy_row + ow);
+        } else {
+          load_partial(dy, dy_row + ow, OW - ow);
+        }
+#pragma GCC unroll 8
+        for (int64_t kh = 0; kh < kKH; ++kh) {
+#pragma GCC unroll 8
+          for (int64_t kw = 0; kw < kKW; ++kw) {
+            Vec8 values;
+            load8(values, window + kh * kernel_row_step + columns[kw] + ow);
+            acc[kh * kKW + kw] += dy * values;
+          }
+        }
+      }
+    }
+  }
+  for (int64_t tap = 0; tap < kKH * kKW; ++tap) {
+    float sum = 0.0f;
+    for (int64_t l = 0; l < kLanes; ++l) sum += acc[tap][l];
+    dw_filter[tap] = accumulate ? dw_filter[tap] + sum : sum;
+  }
+}
+
 CONVGEMM_PLANE_KERNEL void depthwise_backward_weights_filter(
     const Conv2dShape& s, const float* x_channel, int64_t x_image_stride, const float* dy_channel,
     int64_t dy_image_stride, bool accumulate, float* dw_filter, float* scratch) {
@@ -275,6 +322,16 @@ CONVGEMM_PLANE_KERNEL void depthwise_backward_weights_filter(
   const int64_t KH = s.kernel_height, KW = s.kernel_width;
   const int64_t sh = s.stride_height;
   const PaddedPlane p = forward_geometry(s);
+  if (KH == 3 && KW == 3) {
+    fixed_filter_gradient<3, 3>(s, p, x_channel, x_image_stride, dy_channel, dy_image_stride,
+                                accumulate, dw_filter, scratch);
+    return;
+  }
+  if (KH == 5 && KW == 5) {
+    fixed_filter_gradient<5, 5>(s, p, x_channel, x_image_stride, dy_channel, dy_image_stride,
+                                accumulate, dw_filter, scratch);
+    return;
+  }
   if (!accumulate) std::fill(dw_filter, dw_filter + KH * KW, 0.0f);
   // Per image, each tap's sum over the plane is one vector of partial sums, reduced in lane
   // order and added to dw: images, then lanes, in index order.
