@@ -147,73 +147,10 @@ TEST(BackwardData, IsAdjointOfForward) {
   }
 }
 
-// A handful of small shapes for the finite-difference checks: stride, asymmetric padding,
-// dilation, groups, channel multiplier with padding beyond the kernel.
-std::vector<Conv2dShape> finite_difference_shapes() {
-  Conv2dShape plain{.batch = 2,
-                    .in_channels = 3,
-                    .in_height = 5,
-                    .in_width = 6,
-                    .out_channels = 4,
-                    .kernel_height = 3,
-                    .kernel_width = 3};
-  plain.set_padding(1);
-  const Conv2dShape strided{.batch = 2,
-                            .in_channels = 2,
-                            .in_height = 7,
-                            .in_width = 6,
-                            .out_channels = 3,
-                            .kernel_height = 3,
-                            .kernel_width = 2,
-                            .stride_height = 2,
-                            .stride_width = 1,
-                            .pad_top = 0,
-                            .pad_bottom = 1,
-                            .pad_left = 2,
-                            .pad_right = 1};
-  const Conv2dShape dilated{.batch = 1,
-                            .in_channels = 2,
-                            .in_height = 8,
-                            .in_width = 7,
-                            .out_channels = 2,
-                            .kernel_height = 2,
-                            .kernel_width = 3,
-                            .stride_height = 2,
-                            .stride_width = 2,
-                            .pad_top = 1,
-                            .pad_bottom = 0,
-                            .pad_left = 0,
-                            .pad_right = 2,
-                            .dilation_height = 3,
-                            .dilation_width = 2};
-  Conv2dShape grouped{.batch = 2,
-                      .in_channels = 4,
-                      .in_height = 5,
-                      .in_width = 5,
-                      .out_channels = 6,
-                      .kernel_height = 3,
-                      .kernel_width = 3,
-                      .groups = 2};
-  grouped.set_padding(1);
-  const Conv2dShape multiplier{.batch = 3,
-                               .in_channels = 3,
-                               .in_height = 3,
-                               .in_width = 4,
-                               .out_channels = 6,
-                               .kernel_height = 2,
-                               .kernel_width = 2,
-                               .pad_top = 3,
-                               .pad_bottom = 0,
-                               .pad_left = 1,
-                               .pad_right = 2,
-                               .groups = 3};
-  return {plain, strided, dilated, grouped, multiplier};
-}
-
 TEST(BackwardData, MatchesFiniteDifferencesOfTheDoubleForward) {
   // loss(x) = sum(naive_forward(x, w) * r) in double; its gradient is backward_data(r).
   std::mt19937_64 rng(test::test_seed());
-  for (const Conv2dShape& s : finite_difference_shapes()) {
+  for (const Conv2dShape& s : test::finite_difference_shapes()) {
     SCOPED_TRACE(s.to_string());
     const Tensor x = test::random_tensor(rng, s.input_elements());
     const Tensor w = test::random_tensor(rng, s.weight_elements());

@@ -118,72 +118,11 @@ TEST(BackwardWeights, NullBiasGradientLeavesDwUnchanged) {
   EXPECT_TRUE(test::bitwise_equal(dw_with, dw_without));
 }
 
-std::vector<Conv2dShape> finite_difference_shapes() {
-  Conv2dShape plain{.batch = 2,
-                    .in_channels = 3,
-                    .in_height = 5,
-                    .in_width = 6,
-                    .out_channels = 4,
-                    .kernel_height = 3,
-                    .kernel_width = 3};
-  plain.set_padding(1);
-  const Conv2dShape strided{.batch = 3,
-                            .in_channels = 2,
-                            .in_height = 7,
-                            .in_width = 6,
-                            .out_channels = 3,
-                            .kernel_height = 3,
-                            .kernel_width = 2,
-                            .stride_height = 2,
-                            .stride_width = 3,
-                            .pad_top = 2,
-                            .pad_bottom = 0,
-                            .pad_left = 1,
-                            .pad_right = 1};
-  const Conv2dShape dilated{.batch = 2,
-                            .in_channels = 2,
-                            .in_height = 8,
-                            .in_width = 7,
-                            .out_channels = 2,
-                            .kernel_height = 2,
-                            .kernel_width = 3,
-                            .stride_height = 1,
-                            .stride_width = 2,
-                            .pad_top = 0,
-                            .pad_bottom = 2,
-                            .pad_left = 1,
-                            .pad_right = 0,
-                            .dilation_height = 3,
-                            .dilation_width = 2};
-  Conv2dShape grouped{.batch = 2,
-                      .in_channels = 6,
-                      .in_height = 4,
-                      .in_width = 5,
-                      .out_channels = 4,
-                      .kernel_height = 3,
-                      .kernel_width = 2,
-                      .groups = 2};
-  grouped.set_padding(1, 0);
-  const Conv2dShape depthwise{.batch = 3,
-                              .in_channels = 3,
-                              .in_height = 4,
-                              .in_width = 3,
-                              .out_channels = 3,
-                              .kernel_height = 2,
-                              .kernel_width = 2,
-                              .pad_top = 0,
-                              .pad_bottom = 3,
-                              .pad_left = 2,
-                              .pad_right = 0,
-                              .groups = 3};
-  return {plain, strided, dilated, grouped, depthwise};
-}
-
 TEST(BackwardWeights, MatchesFiniteDifferencesOfTheDoubleForward) {
   // loss(w, b) = sum(naive_forward(x, w, b) * r) in double; its gradients are
   // backward_weights(x, r): dw and dbias.
   std::mt19937_64 rng(test::test_seed());
-  for (const Conv2dShape& s : finite_difference_shapes()) {
+  for (const Conv2dShape& s : test::finite_difference_shapes()) {
     SCOPED_TRACE(s.to_string());
     const Tensor x = test::random_tensor(rng, s.input_elements());
     const Tensor w = test::random_tensor(rng, s.weight_elements());

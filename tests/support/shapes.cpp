@@ -240,4 +240,120 @@ std::string describe(const Conv2dOptions& options) {
          (options.accumulate_gradients ? ", accumulate" : ", overwrite");
 }
 
+// Small shapes for the finite-difference checks (naive in double is slow): stride,
+// asymmetric padding, dilation with and without stride, groups, a channel multiplier and a
+// depthwise kernel with padding beyond the kernel.
+std::vector<Conv2dShape> finite_difference_shapes() {
+  Conv2dShape plain{.batch = 2,
+                    .in_channels = 3,
+                    .in_height = 5,
+                    .in_width = 6,
+                    .out_channels = 4,
+                    .kernel_height = 3,
+                    .kernel_width = 3};
+  plain.set_padding(1);
+  const Conv2dShape strided{.batch = 2,
+                            .in_channels = 2,
+                            .in_height = 7,
+                            .in_width = 6,
+                            .out_channels = 3,
+                            .kernel_height = 3,
+                            .kernel_width = 2,
+                            .stride_height = 2,
+                            .stride_width = 1,
+                            .pad_top = 0,
+                            .pad_bottom = 1,
+                            .pad_left = 2,
+                            .pad_right = 1};
+  const Conv2dShape dilated{.batch = 1,
+                            .in_channels = 2,
+                            .in_height = 8,
+                            .in_width = 7,
+                            .out_channels = 2,
+                            .kernel_height = 2,
+                            .kernel_width = 3,
+                            .stride_height = 2,
+                            .stride_width = 2,
+                            .pad_top = 1,
+                            .pad_bottom = 0,
+                            .pad_left = 0,
+                            .pad_right = 2,
+                            .dilation_height = 3,
+                            .dilation_width = 2};
+  Conv2dShape grouped{.batch = 2,
+                      .in_channels = 4,
+                      .in_height = 5,
+                      .in_width = 5,
+                      .out_channels = 6,
+                      .kernel_height = 3,
+                      .kernel_width = 3,
+                      .groups = 2};
+  grouped.set_padding(1);
+  const Conv2dShape multiplier{.batch = 3,
+                               .in_channels = 3,
+                               .in_height = 3,
+                               .in_width = 4,
+                               .out_channels = 6,
+                               .kernel_height = 2,
+                               .kernel_width = 2,
+                               .pad_top = 3,
+                               .pad_bottom = 0,
+                               .pad_left = 1,
+                               .pad_right = 2,
+                               .groups = 3};
+
+  const Conv2dShape strided_both_axes{.batch = 3,
+                                      .in_channels = 2,
+                                      .in_height = 7,
+                                      .in_width = 6,
+                                      .out_channels = 3,
+                                      .kernel_height = 3,
+                                      .kernel_width = 2,
+                                      .stride_height = 2,
+                                      .stride_width = 3,
+                                      .pad_top = 2,
+                                      .pad_bottom = 0,
+                                      .pad_left = 1,
+                                      .pad_right = 1};
+  const Conv2dShape dilated_stride_1{.batch = 2,
+                                     .in_channels = 2,
+                                     .in_height = 8,
+                                     .in_width = 7,
+                                     .out_channels = 2,
+                                     .kernel_height = 2,
+                                     .kernel_width = 3,
+                                     .stride_height = 1,
+                                     .stride_width = 2,
+                                     .pad_top = 0,
+                                     .pad_bottom = 2,
+                                     .pad_left = 1,
+                                     .pad_right = 0,
+                                     .dilation_height = 3,
+                                     .dilation_width = 2};
+  Conv2dShape grouped_rectangular{.batch = 2,
+                                  .in_channels = 6,
+                                  .in_height = 4,
+                                  .in_width = 5,
+                                  .out_channels = 4,
+                                  .kernel_height = 3,
+                                  .kernel_width = 2,
+                                  .groups = 2};
+  grouped_rectangular.set_padding(1, 0);
+  const Conv2dShape depthwise{.batch = 3,
+                              .in_channels = 3,
+                              .in_height = 4,
+                              .in_width = 3,
+                              .out_channels = 3,
+                              .kernel_height = 2,
+                              .kernel_width = 2,
+                              .pad_top = 0,
+                              .pad_bottom = 3,
+                              .pad_left = 2,
+                              .pad_right = 0,
+                              .groups = 3};
+  return {plain,      strided,           dilated,          grouped,
+          multiplier, strided_both_axes, dilated_stride_1, grouped_rectangular,
+          depthwise};
+}
+
 }  // namespace convgemm::test

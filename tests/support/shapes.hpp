@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <random>
 #include <string>
+#include <vector>
 
 #include "convgemm/conv2d.hpp"
 #include "convgemm/conv_transpose2d.hpp"
@@ -47,6 +48,9 @@ ConvTranspose2dShape random_transposed_shape(std::mt19937_64& rng);
 // Options that change how the work is cut without changing the result: num_threads 0..4, a
 // block_bytes that is the default, tiny (4..2000 bytes: one-row blocks and the non-wave
 // backward_data path) or medium (a few rows per block), and any GEMM backend this build has.
+// A handful of small shapes, one of each kind, for the finite-difference gradient checks.
+std::vector<Conv2dShape> finite_difference_shapes();
+
 Conv2dOptions random_options(std::mt19937_64& rng);
 
 // One line for SCOPED_TRACE, e.g.
