@@ -42,7 +42,11 @@ std::size_t default_block_bytes() {
   return bytes;
 }
 
-Blocking choose_blocking(const Conv2dShape& s, const Conv2dOptions& options, int threads) {
+namespace {
+
+// The blocking for a per-worker column budget of `budget_floats` (blocks of at least
+// `min_columns` columns when the budget allows fewer), everything but `slots`.
+Blocking blocking_for_budget(const Conv2dShape& s, int64_t budget_floats, int64_t min_columns) {
   const int64_t K = s.gemm_k(), OH = s.out_height(), OW = s.out_width();
   Blocking b;
   b.pointwise = is_pointwise(s);
@@ -50,18 +54,10 @@ Blocking choose_blocking(const Conv2dShape& s, const Conv2dOptions& options, int
   // direct kernels' padded copy for a per-channel scaling.
   b.depthwise = s.in_channels == s.groups && !b.pointwise;
 
-  // The block budget depends on the machine and the options only, so that the sums a block
-  // structure implies never change with the thread count.
-  std::size_t block_bytes = options.block_bytes != 0 ? options.block_bytes : default_block_bytes();
-  if (options.workspace_limit != 0) block_bytes = std::min(block_bytes, options.workspace_limit);
-  const int64_t budget_floats = static_cast<int64_t>(block_bytes / sizeof(float));
-  const bool default_budget = options.block_bytes == 0 && options.workspace_limit == 0;
   auto rows_within_budget = [&](int64_t x_col_rows) {
-    int64_t rows = budget_floats / (x_col_rows * OW);
-    if (default_budget) rows = std::max(rows, ceil_div(kMinBlockColumns, OW));
+    const int64_t rows = std::max(budget_floats / (x_col_rows * OW), ceil_div(min_columns, OW));
     return std::clamp<int64_t>(rows, 1, OH);
   };
-
   b.rows_per_block = rows_within_budget(K);
   b.blocks_per_image = ceil_div(OH, b.rows_per_block);
   // Too few (image, group, block) tasks to keep every core busy (a small image at batch 1):
@@ -106,19 +102,43 @@ Blocking choose_blocking(const Conv2dShape& s, const Conv2dOptions& options, int
     const int64_t weight_floats = b.weight_panel_rows * b.weight_rows_per_block * OW;
     b.slot_floats = round_up(std::max(data_floats, weight_floats), kCacheLineFloats);
   }
+  return b;
+}
 
+int64_t floats_in(std::size_t bytes) {
+  return static_cast<int64_t>(std::min<std::size_t>(bytes / sizeof(float), INT64_MAX));
+}
+
+}  // namespace
+
+Blocking choose_blocking(const Conv2dShape& s, const Conv2dOptions& options, int threads) {
+  // The blocks depend on the machine (its L2 size) and the options only, so that the sums a
+  // block structure implies never change with the thread count.
+  const bool explicit_budget = options.block_bytes != 0;
+  const std::size_t block_bytes = explicit_budget ? options.block_bytes : default_block_bytes();
+  Blocking b =
+      blocking_for_budget(s, floats_in(block_bytes), explicit_budget ? 1 : kMinBlockColumns);
+  const std::size_t limit = options.workspace_limit;
   b.slots = std::max(threads, 1);
-  if (options.workspace_limit != 0 && b.slot_floats > 0) {
-    const std::size_t slot_bytes = static_cast<std::size_t>(b.slot_floats) * sizeof(float);
-    if (slot_bytes > options.workspace_limit) {
-      fail("workspace_limit",
-           static_cast<int64_t>(std::min<std::size_t>(options.workspace_limit, INT64_MAX)),
-           "must be at least " + std::to_string(slot_bytes) +
-               " bytes, one row block on one worker for " + s.to_string());
-    }
-    b.slots = static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(b.slots),
-                                                     options.workspace_limit / slot_bytes));
+  if (limit == 0 || b.slot_floats == 0) return b;
+
+  // A workspace_limit drops worker slots first and keeps the blocks, so every limit that holds
+  // one block computes bit for bit what the unlimited plan computes. Only a limit below one
+  // block shrinks the blocks to fit it: the GEMMs then see a different N, and OpenBLAS's and
+  // oneDNN's rounding of an entry depends on N (measured), so results may change in the last
+  // bits.
+  if (static_cast<std::size_t>(b.slot_floats) * sizeof(float) > limit) {
+    b = blocking_for_budget(s, floats_in(std::min(block_bytes, limit)), 1);
+    b.slots = std::max(threads, 1);
   }
+  const std::size_t slot_bytes = static_cast<std::size_t>(b.slot_floats) * sizeof(float);
+  if (slot_bytes > limit) {
+    fail("workspace_limit", static_cast<int64_t>(std::min<std::size_t>(limit, INT64_MAX)),
+         "must be at least " + std::to_string(slot_bytes) +
+             " bytes, one row block on one worker for " + s.to_string());
+  }
+  b.slots = static_cast<int>(
+      std::min<std::size_t>(static_cast<std::size_t>(b.slots), limit / slot_bytes));
   return b;
 }
 

@@ -1,12 +1,11 @@
-// Workspace: workspace_limit caps workspace_bytes() (blocks shrink, worker slots are dropped)
-// without changing what the passes compute; a limit that cannot hold one row block throws;
-// pointwise convolutions need no workspace at all.
+// Workspace: workspace_limit caps workspace_bytes() (worker slots are dropped, then blocks
+// shrink) without changing what the passes compute, bit for bit as long as one block fits; a
+// limit that cannot hold one row block throws; pointwise convolutions need no workspace at all.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include <iostream>
 #include <random>
-#include <sstream>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -160,43 +159,89 @@ TEST(Workspace, PointwiseNeedsNone) {
   EXPECT_GT(Conv2d(strided).workspace_bytes(), 0u);
 }
 
-TEST(Workspace, ReportsWhetherResultsAreBitwiseIdenticalAcrossLimits) {
-  // A finding, not a requirement: forward sums each output over K in one GEMM whatever the
-  // block, so its bits may survive a change of block; backward_data's col2im adds block
-  // contributions in block order, so its bits may not. dW is summed per (panel, block) in order.
+// Shapes whose blocks are several per image (so backward_data runs its two waves). 3x3 over 32
+// channels lowers K = 288 rows of 48 columns per output row: a 64 KiB budget holds one row.
+Conv2dShape several_blocks_per_image() {
+  Conv2dShape s{.batch = 2,
+                .in_channels = 32,
+                .in_height = 48,
+                .in_width = 48,
+                .out_channels = 16,
+                .kernel_height = 3,
+                .kernel_width = 3};
+  s.set_padding(1);
+  return s;
+}
+
+// 3x3 over 128 channels at 48x16: K = 1152 rows of 16 columns per output row, 72 KiB. The
+// default blocks are at least 256 columns (16 rows, 1.1 MiB) and at most an L2 cache, so
+// between one block and an L2 there are limits that would cut blocks of fewer rows.
+Conv2dShape wide_k_narrow_rows() {
+  Conv2dShape s{.batch = 1,
+                .in_channels = 128,
+                .in_height = 48,
+                .in_width = 16,
+                .out_channels = 32,
+                .kernel_height = 3,
+                .kernel_width = 3};
+  s.set_padding(1);
+  return s;
+}
+
+TEST(Workspace, EveryLimitThatHoldsOneBlockGivesTheUnlimitedBits) {
+  // The limit drops worker slots and keeps the blocks, so the sums are the same sums in the same
+  // order: forward, backward_data and backward_weights bitwise equal to the unlimited plan, from
+  // a limit with room for every thread down to one block on one worker.
+  constexpr int kThreads = 3;
   std::mt19937_64 rng(test::test_seed());
-  std::ostringstream report;
-  for (const Conv2dShape& s : {medium(), strided_grouped()}) {
+  const struct {
+    Conv2dShape shape;
+    std::size_t block_bytes;  // 0: this machine's default
+  } cases[] = {{medium(), 0},
+               {strided_grouped(), 0},
+               {several_blocks_per_image(), 64 << 10},
+               {wide_k_narrow_rows(), 0}};
+  for (const auto& [s, block_bytes] : cases) {
+    SCOPED_TRACE(s.to_string());
     const Tensor x = test::random_tensor(rng, s.input_elements());
     const Tensor w = test::random_tensor(rng, s.weight_elements());
+    const Tensor bias = test::random_tensor(rng, s.bias_elements());
     const Tensor dy = test::random_tensor(rng, s.output_elements());
-    auto passes = [&](std::size_t limit) {
-      Conv2d conv(s, {.num_threads = 2, .workspace_limit = limit});
-      std::vector<Tensor> out = {test::nan_tensor(s.output_elements()),
-                                 test::nan_tensor(s.input_elements()),
-                                 test::nan_tensor(s.weight_elements())};
-      conv.forward(x.data(), w.data(), nullptr, out[0].data());
+    auto passes = [&](Conv2d& conv) {
+      std::vector<Tensor> out = {
+          test::nan_tensor(s.output_elements()), test::nan_tensor(s.input_elements()),
+          test::nan_tensor(s.weight_elements()), test::nan_tensor(s.bias_elements())};
+      conv.forward(x.data(), w.data(), bias.data(), out[0].data());
       conv.backward_data(dy.data(), w.data(), out[1].data());
-      conv.backward_weights(x.data(), dy.data(), out[2].data(), nullptr);
+      conv.backward_weights(x.data(), dy.data(), out[2].data(), out[3].data());
       return out;
     };
-    const std::vector<Tensor> unlimited = passes(0);
-    int same[3] = {0, 0, 0}, tried = 0;
-    for (std::size_t limit : limits()) {
-      std::vector<Tensor> limited;
-      try {
-        limited = passes(limit);
-      } catch (const std::invalid_argument&) {
-        break;
-      }
-      ++tried;
-      for (int p = 0; p < 3; ++p) same[p] += bool(test::bitwise_equal(limited[p], unlimited[p]));
+    Conv2d unlimited_conv(s, {.num_threads = kThreads, .block_bytes = block_bytes});
+    ASSERT_EQ(unlimited_conv.num_threads(), kThreads);
+    const std::size_t block = unlimited_conv.workspace_bytes() / kThreads;
+    ASSERT_GT(block, 0u);
+    const std::size_t row_bytes = sizeof(float) * s.gemm_k() * s.out_width();
+    if (s.in_height == 48) {  // the row blocks really are several per image
+      ASSERT_LT(block / row_bytes, static_cast<std::size_t>(s.out_height()) / 2);
     }
-    report << s.to_string() << ": of " << tried << " limits, bitwise equal to unlimited: forward "
-           << same[0] << ", backward_data " << same[1] << ", backward_weights " << same[2] << "\n";
+    const std::vector<Tensor> unlimited = passes(unlimited_conv);
+    const char* names[] = {"y", "dx", "dw", "dbias"};
+    std::set<int> slot_counts;
+    for (const double blocks : {4.0, 3.0, 2.5, 2.0, 1.5, 1.0}) {
+      const auto limit = static_cast<std::size_t>(blocks * double(block));
+      SCOPED_TRACE("workspace_limit " + std::to_string(limit));
+      Conv2d conv(s,
+                  {.num_threads = kThreads, .workspace_limit = limit, .block_bytes = block_bytes});
+      EXPECT_LE(conv.workspace_bytes(), limit);
+      EXPECT_EQ(conv.workspace_bytes(), block * static_cast<std::size_t>(conv.num_threads()));
+      slot_counts.insert(conv.num_threads());
+      const std::vector<Tensor> limited = passes(conv);
+      for (int i = 0; i < 4; ++i) {
+        EXPECT_TRUE(test::bitwise_equal(limited[i], unlimited[i])) << names[i];
+      }
+    }
+    EXPECT_EQ(slot_counts, (std::set<int>{1, 2, 3})) << "the sweep should drop slots down to one";
   }
-  std::cout << report.str();
-  RecordProperty("bitwise_across_limits", report.str());
 }
 
 }  // namespace

@@ -35,9 +35,11 @@ struct Conv2dOptions {
   // it. Results never depend on it (see backward_weights).
   int num_threads = 0;
 
-  // Hard cap on workspace_bytes(), all threads together; 0 means no cap. Blocks shrink and
-  // worker slots are dropped to stay under it; the constructor throws std::invalid_argument
-  // naming workspace_limit when even one row block on one thread cannot fit.
+  // Hard cap on workspace_bytes(), all threads together; 0 means no cap. Worker slots are
+  // dropped first, so any limit that holds one block of the unlimited plan gives bitwise the
+  // same results; below that the blocks shrink (results may then differ in the last bits). The
+  // constructor throws std::invalid_argument naming workspace_limit when even one row block on
+  // one thread cannot fit.
   std::size_t workspace_limit = 0;
 
   // Bytes of column block per worker, the unit of cache blocking. 0 sizes it to this machine's
