@@ -21,12 +21,22 @@ const char* contender_name(Contender contender) {
   switch (contender) {
     case Contender::convgemm:
       return "convgemm";
+    case Contender::convgemm_onednn:
+      return "convgemm_onednn";
+    case Contender::classic:
+      return "classic";
+    case Contender::classic_onednn:
+      return "classic_onednn";
     case Contender::naive:
       return "naive";
     case Contender::roofline_blas:
       return "roofline_blas";
     case Contender::roofline_tbb:
       return "roofline_tbb";
+    case Contender::roofline_onednn_omp:
+      return "roofline_onednn_omp";
+    case Contender::roofline_onednn_tbb:
+      return "roofline_onednn_tbb";
     case Contender::onednn_plain:
       return "onednn_plain";
     case Contender::onednn_blocked:

@@ -1,8 +1,11 @@
 #pragma once
 // What every benchmark of the suite shares: the case it times, its name, its inputs and the
 // counters that the summary joins on. Each contender lives in its own file:
-//   bench_convgemm.cpp  the plan (and naive:: beside it)   bench_roofline.cpp  SGEMM alone
-//   bench_onednn.cpp    oneDNN, plain and blocked layouts   peak.cpp            the FMA probe
+//   bench_convgemm.cpp  the plan on either GEMM backend (and naive:: beside it)
+//   bench_classic.cpp   "before": whole-image per-element im2col + one threaded GEMM per image
+//   bench_roofline.cpp  SGEMM alone, OpenBLAS or dnnl_sgemm (gemm_library.hpp)
+//   bench_onednn.cpp    oneDNN convolutions, plain and blocked layouts
+//   peak.cpp            the FMA probe
 
 #include <benchmark/benchmark.h>
 
@@ -15,7 +18,21 @@
 
 namespace convgemm::bench {
 
-enum class Contender { convgemm, naive, roofline_blas, roofline_tbb, onednn_plain, onednn_blocked };
+// convgemm runs on its OpenBLAS backend, convgemm_onednn on its oneDNN (dnnl_sgemm) backend; the
+// classic composition and the roofline likewise on each library.
+enum class Contender {
+  convgemm,
+  convgemm_onednn,
+  classic,
+  classic_onednn,
+  naive,
+  roofline_blas,
+  roofline_tbb,
+  roofline_onednn_omp,
+  roofline_onednn_tbb,
+  onednn_plain,
+  onednn_blocked
+};
 
 const char* pass_name(Pass pass);
 const char* contender_name(Contender contender);
@@ -57,6 +74,7 @@ void set_flop_counters(benchmark::State& state, const Conv2dShape& shape, Pass p
 // Contenders. Each builds everything before the timed loop, whose body is one call.
 void bench_convgemm(benchmark::State& state, const Case& c);
 void bench_naive(benchmark::State& state, const Case& c);
+void bench_classic(benchmark::State& state, const Case& c);
 void bench_roofline(benchmark::State& state, const Case& c);
 bool onednn_available();
 std::string onednn_version();  // "2.6.3", or "" without oneDNN

@@ -9,6 +9,7 @@
 #include <unordered_map>
 
 #include "bench.hpp"
+#include "gemm_library.hpp"
 
 namespace convgemm::bench {
 namespace {
@@ -63,6 +64,15 @@ memory prepared(const memory::desc& desc, const memory::desc& plain_desc, float*
 }  // namespace
 
 bool onednn_available() { return true; }
+
+void onednn_sgemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k,
+                  const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
+                  int64_t ldc) {
+  dnnl_sgemm(transpose_a ? 'T' : 'N', transpose_b ? 'T' : 'N', m, n, k, /*alpha=*/1.0f, a, lda, b,
+             ldb, beta, c, ldc);
+}
+
+void onednn_set_threads(int threads) { omp_set_num_threads(threads); }
 
 std::string onednn_version() {
   const dnnl_version_t* version = dnnl_version();

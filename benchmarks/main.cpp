@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "bench.hpp"
+#include "convgemm/conv2d.hpp"
 #include "layers.hpp"
 #include "shape_spec.hpp"
 #include "summary.hpp"
@@ -168,13 +169,22 @@ bool selected(const Options& options, const Layer& layer) {
 
 // The registration order keeps one shape's benchmarks together (the input cache holds one).
 std::vector<Case> make_cases(const Options& options, std::vector<Layer> layers) {
-  // roofline_blas goes last: OpenBLAS's own threads keep spinning for ~0.1 s after its calls
-  // (THREAD_TIMEOUT), which would slow whichever multi-threaded contender came next.
-  std::vector<Contender> contenders{Contender::convgemm, Contender::roofline_tbb};
-  if (onednn_available()) {
-    contenders.push_back(Contender::onednn_plain);
-    contenders.push_back(Contender::onednn_blocked);
+  // Contenders that leave a library's threads spinning after their calls (OpenBLAS's for ~0.1 s,
+  // THREAD_TIMEOUT; OpenMP's for a while) go last, OpenBLAS's last of all, so that they do not
+  // slow a multi-threaded contender that runs next.
+  std::vector<Contender> contenders{Contender::convgemm};
+  if (gemm_backend_available(GemmBackend::onednn)) {
+    contenders.push_back(Contender::convgemm_onednn);
   }
+  contenders.push_back(Contender::roofline_tbb);
+  if (onednn_available()) {
+    for (const Contender contender :
+         {Contender::roofline_onednn_tbb, Contender::onednn_plain, Contender::onednn_blocked,
+          Contender::classic_onednn, Contender::roofline_onednn_omp}) {
+      contenders.push_back(contender);
+    }
+  }
+  contenders.push_back(Contender::classic);
   contenders.push_back(Contender::roofline_blas);
   const Pass passes[] = {Pass::forward, Pass::backward_data, Pass::backward_weights};
   std::vector<Case> cases;
@@ -188,7 +198,10 @@ std::vector<Case> make_cases(const Options& options, std::vector<Layer> layers) 
         for (const int threads : options.threads) {
           for (const Contender contender : contenders) {
             // On one thread both roofline variants are the same sequential calls: keep one.
-            if (contender == Contender::roofline_blas && threads == 1) continue;
+            if (threads == 1 && (contender == Contender::roofline_blas ||
+                                 contender == Contender::roofline_onednn_omp)) {
+              continue;
+            }
             cases.push_back({with_batch(layer, batch), pass, threads, contender});
           }
         }
@@ -265,13 +278,20 @@ int run(int argc, char** argv) {
     const auto function = [c](benchmark::State& state) {
       switch (c.contender) {
         case Contender::convgemm:
+        case Contender::convgemm_onednn:
           bench_convgemm(state, c);
+          break;
+        case Contender::classic:
+        case Contender::classic_onednn:
+          bench_classic(state, c);
           break;
         case Contender::naive:
           bench_naive(state, c);
           break;
         case Contender::roofline_blas:
         case Contender::roofline_tbb:
+        case Contender::roofline_onednn_omp:
+        case Contender::roofline_onednn_tbb:
           bench_roofline(state, c);
           break;
         case Contender::onednn_plain:

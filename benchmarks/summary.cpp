@@ -90,31 +90,71 @@ const char* short_pass(Pass pass) {
   return "?";
 }
 
-// One line of the table: a convgemm result and everything joined to it.
-struct Row {
-  const Case* c = nullptr;
-  std::optional<Measurement> convgemm;
-  std::optional<double> peak, roofline_blas, roofline_tbb, naive, onednn_plain, onednn_blocked;
-  bool naive_estimated = false;  // the naive rate was measured on batch 1, not on this batch
-  std::string onednn_plain_impl, onednn_blocked_impl;
+// The contenders of one GEMM library: convgemm on that backend, the classic composition
+// ("before") and the two ways of timing the library's roofline.
+struct BackendContenders {
+  const char* title;
+  Contender convgemm, before, roofline_sequential, roofline_tbb;
+};
+constexpr BackendContenders kBackends[] = {
+    {"OpenBLAS GEMM", Contender::convgemm, Contender::classic, Contender::roofline_blas,
+     Contender::roofline_tbb},
+    {"oneDNN GEMM (dnnl_sgemm)", Contender::convgemm_onednn, Contender::classic_onednn,
+     Contender::roofline_onednn_omp, Contender::roofline_onednn_tbb}};
+constexpr int kBackendCount = 2;
 
-  std::optional<double> roofline() const {
-    if (roofline_blas && roofline_tbb) return std::max(*roofline_blas, *roofline_tbb);
-    return roofline_blas ? roofline_blas : roofline_tbb;
+struct BackendResults {
+  std::optional<Measurement> convgemm;
+  std::optional<double> before, roofline_sequential, roofline_tbb;
+
+  std::optional<double> gflops() const {
+    return convgemm ? std::optional<double>(convgemm->gflops) : std::nullopt;
   }
-  std::optional<double> ratio(std::optional<double> other) const {
-    if (!convgemm || !other || *other <= 0.0) return std::nullopt;
-    return convgemm->gflops / *other;
+  std::optional<double> roofline() const {
+    if (roofline_sequential && roofline_tbb) return std::max(*roofline_sequential, *roofline_tbb);
+    return roofline_sequential ? roofline_sequential : roofline_tbb;
   }
 };
 
+std::optional<double> quotient(std::optional<double> a, std::optional<double> b) {
+  if (!a || !b || *b <= 0.0) return std::nullopt;
+  return *a / *b;
+}
+
+// One line of the table: a case, convgemm on each backend and everything joined to it.
+struct Row {
+  const Case* c = nullptr;
+  BackendResults backend[kBackendCount];
+  std::optional<double> peak, naive, onednn_plain, onednn_blocked;
+  bool naive_estimated = false;  // the naive rate was measured on batch 1, not on this batch
+  std::string onednn_plain_impl, onednn_blocked_impl;
+
+  std::optional<double> gflops(int b) const { return backend[b].gflops(); }
+  std::optional<double> ratio(int b, std::optional<double> other) const {
+    return quotient(gflops(b), other);
+  }
+  bool depthwise() const {
+    const Conv2dShape& s = c->layer.shape;
+    return s.groups > 1 && s.groups == s.in_channels;
+  }
+  std::optional<double> workspace_per_thread() const {
+    const auto& m = backend[0].convgemm;
+    if (!m) return std::nullopt;
+    return m->workspace_bytes / std::max(1.0, m->threads_used);
+  }
+};
+
+// Built with += rather than operator+ on a literal: GCC 12 warns falsely there (-Wrestrict).
 std::string column(std::optional<double> value, int decimals, const char* prefix = "") {
-  return value ? prefix + fixed(*value, decimals) : "-";
+  if (!value) return "-";
+  std::string text = prefix;
+  text += fixed(*value, decimals);
+  return text;
 }
 
 std::string ratio_column(std::optional<double> value, const char* prefix = "") {
   if (!value) return "-";
-  return prefix + fixed(*value, *value >= 100.0 ? 0 : (*value >= 10.0 ? 1 : 2));
+  return column(value, *value >= 100.0 ? 0 : (*value >= 10.0 ? 1 : 2), prefix);
 }
 
 }  // namespace
@@ -144,6 +184,7 @@ void CollectingReporter::ReportRuns(const std::vector<Run>& runs) {
       };
       m.gflops = counter("GFLOP/s");
       m.workspace_bytes = counter("workspace_bytes");
+      m.threads_used = counter("threads_used");
       m.seconds = run.iterations > 0 ? run.real_accumulated_time / double(run.iterations) : 0.0;
     }
     if (is_max) {  // only the peak probe asks for it; kept beside the median
@@ -161,10 +202,338 @@ void CollectingReporter::ReportRuns(const std::vector<Run>& runs) {
   }
 }
 
+namespace {
+
+std::vector<Row> join_rows(const std::vector<Case>& cases,
+                           const std::map<std::string, Measurement>& results,
+                           const std::map<int, double>& peaks) {
+  std::vector<Row> rows;
+  for (const Case& c : cases) {
+    if (c.contender != Contender::convgemm) continue;
+    Row row;
+    row.c = &c;
+    const std::string suffix = case_suffix(c.pass, c.layer.name, c.layer.shape.batch, c.threads);
+    const auto measurement = [&](Contender contender) {
+      return find(results, contender == Contender::convgemm
+                               ? suffix
+                               : std::string(contender_name(contender)) + "/" + suffix);
+    };
+    const auto gflops = [&](Contender contender) -> std::optional<double> {
+      const auto m = measurement(contender);
+      return m ? std::optional<double>(m->gflops) : std::nullopt;
+    };
+    for (int b = 0; b < kBackendCount; ++b) {
+      row.backend[b].convgemm = measurement(kBackends[b].convgemm);
+      row.backend[b].before = gflops(kBackends[b].before);
+      row.backend[b].roofline_sequential = gflops(kBackends[b].roofline_sequential);
+      row.backend[b].roofline_tbb = gflops(kBackends[b].roofline_tbb);
+    }
+    if (const auto peak = peaks.find(c.threads); peak != peaks.end()) row.peak = peak->second;
+    row.onednn_plain = gflops(Contender::onednn_plain);
+    row.onednn_blocked = gflops(Contender::onednn_blocked);
+    if (const auto m = measurement(Contender::onednn_plain)) row.onednn_plain_impl = m->label;
+    if (const auto m = measurement(Contender::onednn_blocked)) row.onednn_blocked_impl = m->label;
+    if (const auto m = find(results, "naive/" + case_suffix(c.pass, c.layer.name, 1, 1))) {
+      row.naive = m->gflops;
+      row.naive_estimated = c.layer.shape.batch != 1;
+    }
+    rows.push_back(row);
+  }
+  return rows;
+}
+
+std::string percent_column(std::optional<double> ratio) {
+  return ratio ? fixed(100.0 * *ratio, 0) : "-";
+}
+
+// The per-case table: one line per (layer, pass, batch, threads), a group of columns per backend.
+std::string case_table(const std::vector<Row>& rows) {
+  size_t name_width = 5;
+  for (const Row& row : rows) name_width = std::max(name_width, row.c->layer.name.size());
+  const std::string lead = "%-" + std::to_string(name_width) + "s %-11s %2s %3s";
+  const std::string group = " | %7s %7s %5s %5s %6s %6s";
+  const std::string format = lead + group + group + " | %7s %10s\n";
+  std::ostringstream text;
+  char line[512];
+  std::snprintf(line, sizeof line,
+                ("%-" + std::to_string(name_width + 19) + "s | %-45s | %-45s |\n").c_str(), "",
+                kBackends[0].title, kBackends[1].title);
+  text << line;
+  std::snprintf(line, sizeof line, format.c_str(), "layer", "pass", "N", "thr", "before", "GFLOP/s",
+                "%peak", "%roof", "x dnnl", "xdnnlB", "before", "GFLOP/s", "%peak", "%roof",
+                "x dnnl", "xdnnlB", "x naive", "ws/thread");
+  text << line;
+  for (const Row& row : rows) {
+    const Case& c = *row.c;
+    std::string cells[2][6];
+    for (int b = 0; b < kBackendCount; ++b) {
+      const BackendResults& r = row.backend[b];
+      cells[b][0] = column(r.before, 1);
+      cells[b][1] = column(r.gflops(), 2);
+      cells[b][2] = percent_column(row.ratio(b, row.peak));
+      cells[b][3] = percent_column(row.ratio(b, r.roofline()));
+      cells[b][4] = ratio_column(row.ratio(b, row.onednn_plain));
+      cells[b][5] = ratio_column(row.ratio(b, row.onednn_blocked));
+    }
+    const auto workspace = row.workspace_per_thread();
+    std::snprintf(line, sizeof line, format.c_str(), c.layer.name.c_str(), short_pass(c.pass),
+                  std::to_string(c.layer.shape.batch).c_str(), std::to_string(c.threads).c_str(),
+                  cells[0][0].c_str(), cells[0][1].c_str(), cells[0][2].c_str(),
+                  cells[0][3].c_str(), cells[0][4].c_str(), cells[0][5].c_str(),
+                  cells[1][0].c_str(), cells[1][1].c_str(), cells[1][2].c_str(),
+                  cells[1][3].c_str(), cells[1][4].c_str(), cells[1][5].c_str(),
+                  ratio_column(row.ratio(0, row.naive), row.naive_estimated ? "~" : "").c_str(),
+                  workspace ? bytes_text(*workspace).c_str() : "-");
+    text << line;
+  }
+  return text.str();
+}
+
+// Geometric mean of value(row) over the rows that pass `keep` and have a value.
+template <class Keep, class Value>
+std::optional<double> geomean(const std::vector<Row>& rows, Keep keep, Value value) {
+  double log_sum = 0.0;
+  int count = 0;
+  for (const Row& row : rows) {
+    if (!keep(row)) continue;
+    if (const std::optional<double> v = value(row); v && *v > 0.0) {
+      log_sum += std::log(*v);
+      ++count;
+    }
+  }
+  if (count == 0) return std::nullopt;
+  return std::exp(log_sum / count);
+}
+
+constexpr Pass kPasses[] = {Pass::forward, Pass::backward_data, Pass::backward_weights};
+
+// The dense layers' (every layer but the depthwise ones) geometric means per backend, pass and
+// thread count: the numbers the targets are stated in.
+struct DenseMeans {
+  std::optional<double> before, gflops, speedup, peak, roofline, onednn_plain, onednn_blocked;
+};
+
+DenseMeans dense_means(const std::vector<Row>& rows, int b, Pass pass, int threads) {
+  const auto keep = [&](const Row& row) {
+    return !row.depthwise() && row.c->pass == pass && row.c->threads == threads;
+  };
+  DenseMeans m;
+  m.before = geomean(rows, keep, [&](const Row& r) { return r.backend[b].before; });
+  m.gflops = geomean(rows, keep, [&](const Row& r) { return r.gflops(b); });
+  m.speedup = geomean(rows, keep, [&](const Row& r) { return r.ratio(b, r.backend[b].before); });
+  m.peak = geomean(rows, keep, [&](const Row& r) { return r.ratio(b, r.peak); });
+  m.roofline =
+      geomean(rows, keep, [&](const Row& r) { return r.ratio(b, r.backend[b].roofline()); });
+  m.onednn_plain = geomean(rows, keep, [&](const Row& r) { return r.ratio(b, r.onednn_plain); });
+  m.onednn_blocked =
+      geomean(rows, keep, [&](const Row& r) { return r.ratio(b, r.onednn_blocked); });
+  return m;
+}
+
+std::string dense_table(const std::vector<Row>& rows, const std::vector<int>& thread_counts) {
+  std::ostringstream text;
+  text << "Dense layers (all but depthwise), geometric means over layers and batches:\n";
+  const char* format = "%-25s %-11s %3s %8s %8s %8s %6s %7s %7s %7s\n";
+  char line[256];
+  std::snprintf(line, sizeof line, format, "GEMM backend", "pass", "thr", "before", "GFLOP/s",
+                "x before", "%peak", "x roof", "x dnnl", "x dnnlB");
+  text << line;
+  for (int b = 0; b < kBackendCount; ++b) {
+    for (const Pass pass : kPasses) {
+      for (const int threads : thread_counts) {
+        const DenseMeans m = dense_means(rows, b, pass, threads);
+        if (!m.gflops) continue;
+        std::snprintf(line, sizeof line, format, kBackends[b].title, short_pass(pass),
+                      std::to_string(threads).c_str(), column(m.before, 1).c_str(),
+                      column(m.gflops, 1).c_str(), ratio_column(m.speedup).c_str(),
+                      percent_column(m.peak).c_str(), ratio_column(m.roofline).c_str(),
+                      ratio_column(m.onednn_plain).c_str(), ratio_column(m.onednn_blocked).c_str());
+        text << line;
+      }
+    }
+  }
+  return text.str();
+}
+
+// One measured value of a target, and the value it must reach (at least, or at most).
+struct Item {
+  std::string label;
+  std::optional<double> value;
+  double threshold;
+};
+
+// "met" or "MISSED" (or "n/a" with nothing measured), the target, and every item with its margin.
+std::string verdict(const std::string& target, const std::vector<Item>& items, bool at_least) {
+  bool measured = false, met = true;
+  std::string details;
+  for (const Item& item : items) {
+    if (!details.empty()) details += "; ";
+    details += item.label;
+    details += ' ';
+    if (!item.value) {
+      details += '-';
+      continue;
+    }
+    measured = true;
+    const double margin = at_least ? *item.value - item.threshold : item.threshold - *item.value;
+    met = met && margin >= 0.0;
+    details += fixed(*item.value, 2);
+    if (margin < 0.0) {
+      details += " (short by ";
+      details += fixed(-margin, -margin < 0.01 ? 3 : 2);
+      details += ')';
+    }
+  }
+  std::string text = measured ? (met ? "  met     " : "  MISSED  ") : "  n/a     ";
+  text += target;
+  text += "\n            ";
+  text += details;
+  text += '\n';
+  return text;
+}
+
+std::string thread_label(int threads) { return std::to_string(threads) + "T"; }
+
+// The performance targets of issue 7, each with what this run measured.
+std::string targets(const std::vector<Row>& rows, const std::vector<int>& thread_counts) {
+  std::ostringstream text;
+  text << "Targets (dense = geometric mean over the dense layers; T = threads):\n";
+  const int most = thread_counts.empty() ? 1 : thread_counts.back();
+  const auto per_threads = [&](int b, Pass pass, auto metric, auto threshold) {
+    std::vector<Item> items;
+    for (const int threads : thread_counts) {
+      items.push_back(
+          {thread_label(threads), metric(dense_means(rows, b, pass, threads)), threshold(threads)});
+    }
+    return items;
+  };
+  const auto fixed_threshold = [](double t) { return [t](int) { return t; }; };
+  const auto roofline = [](const DenseMeans& m) { return m.roofline; };
+  const auto plain = [](const DenseMeans& m) { return m.onednn_plain; };
+  const auto blocked = [](const DenseMeans& m) { return m.onednn_blocked; };
+  const auto peak = [](const DenseMeans& m) { return m.peak; };
+
+  text << verdict("forward, OpenBLAS GEMM: dense x roofline >= 0.95",
+                  per_threads(0, Pass::forward, roofline, fixed_threshold(0.95)), true);
+  text << verdict("forward, OpenBLAS GEMM: dense x oneDNN nchw >= 1.0",
+                  per_threads(0, Pass::forward, plain, fixed_threshold(1.0)), true);
+  for (const Pass pass : {Pass::forward, Pass::backward_data}) {
+    const std::string name = std::string(short_pass(pass)) + ", oneDNN GEMM: dense ";
+    text << verdict(name + "fraction of peak >= 0.85 (1T), 0.80 (more)",
+                    per_threads(1, pass, peak, [](int t) { return t == 1 ? 0.85 : 0.80; }), true);
+    text << verdict(name + "x oneDNN nchw >= 1.2",
+                    per_threads(1, pass, plain, fixed_threshold(1.2)), true);
+    text << verdict(name + "x oneDNN blocked >= 0.85",
+                    per_threads(1, pass, blocked, fixed_threshold(0.85)), true);
+  }
+  for (int b = 0; b < kBackendCount; ++b) {
+    for (const Pass pass : {Pass::backward_data, Pass::backward_weights}) {
+      text << verdict(std::string(short_pass(pass)) + ", " + kBackends[b].title +
+                          ": dense x its roofline >= 0.9",
+                      per_threads(b, pass, roofline, fixed_threshold(0.9)), true);
+    }
+  }
+
+  // Worst row of a selection, labelled with its layer, batch and threads.
+  const auto worst = [&](auto keep, auto value, bool at_least) -> std::optional<Item> {
+    std::optional<Item> found;
+    for (const Row& row : rows) {
+      if (!keep(row)) continue;
+      const std::optional<double> v = value(row);
+      if (!v) continue;
+      if (!found || (at_least ? *v < *found->value : *v > *found->value)) {
+        found = Item{row.c->layer.name + " N" + std::to_string(row.c->layer.shape.batch) + " " +
+                         thread_label(row.c->threads),
+                     v, 0.0};
+      }
+    }
+    return found;
+  };
+  const auto with_threshold = [](std::optional<Item> item, double threshold) {
+    if (!item) return std::vector<Item>{{"nothing measured", std::nullopt, threshold}};
+    item->threshold = threshold;
+    return std::vector<Item>{*item};
+  };
+
+  for (int b = 0; b < kBackendCount; ++b) {
+    const auto three_channels = [](const Row& r) {
+      return r.c->pass == Pass::backward_data && r.c->layer.shape.in_channels == 3;
+    };
+    text << verdict(
+        std::string("bwd_data, ") + kBackends[b].title +
+            ": x oneDNN blocked >= 1.5 on the 3-input-channel layers (worst case)",
+        with_threshold(
+            worst(
+                three_channels, [&](const Row& r) { return r.ratio(b, r.onednn_blocked); }, true),
+            1.5),
+        true);
+  }
+
+  // Batch 1: the most threads against one thread, layer by layer.
+  for (int b = 0; b < kBackendCount && most > 1; ++b) {
+    for (const Pass pass : kPasses) {
+      std::optional<Item> slowest;
+      int below = 0, layers = 0;
+      for (const Row& many : rows) {
+        if (many.depthwise() || many.c->pass != pass || many.c->threads != most ||
+            many.c->layer.shape.batch != 1) {
+          continue;
+        }
+        for (const Row& one : rows) {
+          if (one.c->pass != pass || one.c->threads != 1 || one.c->layer.shape.batch != 1 ||
+              one.c->layer.name != many.c->layer.name) {
+            continue;
+          }
+          const auto speedup = quotient(many.gflops(b), one.gflops(b));
+          if (!speedup) continue;
+          ++layers;
+          below += *speedup < 1.7;
+          if (!slowest || *speedup < *slowest->value) {
+            slowest = Item{"slowest " + many.c->layer.name, speedup, 1.7};
+          }
+        }
+      }
+      std::vector<Item> items = with_threshold(slowest, 1.7);
+      items.front().label = std::to_string(below) + " of " + std::to_string(layers) +
+                            " layers below; " + items.front().label;
+      text << verdict(std::string(short_pass(pass)) + ", " + kBackends[b].title +
+                          ", batch 1: " + thread_label(most) + " >= 1.7x 1T on every dense layer",
+                      items, true);
+    }
+  }
+
+  for (const Pass pass : kPasses) {
+    const auto depthwise = [&](const Row& r) { return r.depthwise() && r.c->pass == pass; };
+    text << verdict(
+        std::string(short_pass(pass)) + ", depthwise: x oneDNN blocked >= 1.0 (worst)",
+        with_threshold(
+            worst(
+                depthwise, [](const Row& r) { return r.ratio(0, r.onednn_blocked); }, true),
+            1.0),
+        true);
+    text << verdict(
+        std::string(short_pass(pass)) + ", depthwise: x oneDNN nchw >= 10 (worst)",
+        with_threshold(
+            worst(
+                depthwise, [](const Row& r) { return r.ratio(0, r.onednn_plain); }, true),
+            10.0),
+        true);
+  }
+  const auto all = [](const Row&) { return true; };
+  const auto mebibytes = [](const Row& r) -> std::optional<double> {
+    const auto bytes = r.workspace_per_thread();
+    return bytes ? std::optional<double>(*bytes / (1024.0 * 1024.0)) : std::nullopt;
+  };
+  text << verdict("default workspace <= 2 MiB per thread on every layer (largest, MiB)",
+                  with_threshold(worst(all, mebibytes, false), 2.0), false);
+  return text.str();
+}
+
+}  // namespace
+
 bool write_summary(const std::vector<Case>& cases,
                    const std::map<std::string, Measurement>& results,
                    const SummaryOptions& options) {
-  std::vector<Row> rows;
   std::map<int, double> peaks;
   for (const int threads : options.thread_counts) {
     for (const char* prefix : {"peak/fma/threads:", "peak_end/fma/threads:"}) {
@@ -173,30 +542,7 @@ bool write_summary(const std::vector<Case>& cases,
       }
     }
   }
-  for (const Case& c : cases) {
-    if (c.contender != Contender::convgemm) continue;
-    Row row;
-    row.c = &c;
-    const std::string suffix = case_suffix(c.pass, c.layer.name, c.layer.shape.batch, c.threads);
-    row.convgemm = find(results, suffix);
-    if (peaks.contains(c.threads)) row.peak = peaks[c.threads];
-    const auto gflops = [&](const char* contender) -> std::optional<double> {
-      const auto m = find(results, std::string(contender) + "/" + suffix);
-      return m ? std::optional<double>(m->gflops) : std::nullopt;
-    };
-    row.roofline_blas = gflops("roofline_blas");
-    row.roofline_tbb = gflops("roofline_tbb");
-    row.onednn_plain = gflops("onednn_plain");
-    row.onednn_blocked = gflops("onednn_blocked");
-    if (const auto m = find(results, "onednn_plain/" + suffix)) row.onednn_plain_impl = m->label;
-    if (const auto m = find(results, "onednn_blocked/" + suffix))
-      row.onednn_blocked_impl = m->label;
-    if (const auto m = find(results, "naive/" + case_suffix(c.pass, c.layer.name, 1, 1))) {
-      row.naive = m->gflops;
-      row.naive_estimated = c.layer.shape.batch != 1;
-    }
-    rows.push_back(row);
-  }
+  const std::vector<Row> rows = join_rows(cases, results, peaks);
 
   std::ostringstream text;
   const std::string blas_config = openblas_get_config();
@@ -212,43 +558,21 @@ bool write_summary(const std::vector<Case>& cases,
          << " GFLOP/s;";
   }
   text << "\n";
-  text << "FLOPs = 2*N*O*OH*OW*(C/G)*KH*KW for every pass, padding taps included.\n"
-       << "Times are medians of repetitions (real time). roofGF = SGEMM roofline: the GEMMs\n"
-       << "alone, best of threaded OpenBLAS and oneTBB over single-threaded calls.\n"
-       << "x naive: naive:: loops, one thread, one iteration on batch 1 ("
-       << (std::isfinite(options.naive_limit_gflop)
-               ? "layers up to " + fixed(options.naive_limit_gflop, 1) + " GFLOP"
-               : std::string("every layer"))
-       << ");\n'~' = that batch-1 rate applied to batch N. x dnnl (nchw), x dnnlB (blocked):\n"
-       << "> 1 means convgemm is faster.\n\n";
-
-  size_t name_width = 5;
-  for (const Row& row : rows) name_width = std::max(name_width, row.c->layer.name.size());
-  const std::string format =
-      "%-" + std::to_string(name_width) + "s %-11s %2s %3s %8s %6s %7s %6s %8s %7s %7s %10s\n";
-  const char* header_format = format.c_str();
-  char line[512];
-  std::snprintf(line, sizeof line, header_format, "layer", "pass", "N", "thr", "GFLOP/s", "%peak",
-                "roofGF", "%roof", "x naive", "x dnnl", "x dnnlB", "workspace");
-  text << line;
-  for (const Row& row : rows) {
-    const Case& c = *row.c;
-    const auto percent = [&row](std::optional<double> of) -> std::optional<double> {
-      const auto r = row.ratio(of);
-      return r ? std::optional<double>(100.0 * *r) : std::nullopt;
-    };
-    std::snprintf(
-        line, sizeof line, header_format, c.layer.name.c_str(), short_pass(c.pass),
-        std::to_string(c.layer.shape.batch).c_str(), std::to_string(c.threads).c_str(),
-        (row.convgemm ? fixed(row.convgemm->gflops, 2) : std::string("-")).c_str(),
-        column(percent(row.peak), 1).c_str(), column(row.roofline(), 1).c_str(),
-        column(percent(row.roofline()), 0).c_str(),
-        ratio_column(row.ratio(row.naive), row.naive_estimated ? "~" : "").c_str(),
-        ratio_column(row.ratio(row.onednn_plain)).c_str(),
-        ratio_column(row.ratio(row.onednn_blocked)).c_str(),
-        (row.convgemm ? bytes_text(row.convgemm->workspace_bytes) : std::string("-")).c_str());
-    text << line;
-  }
+  text
+      << "FLOPs = 2*N*O*OH*OW*(C/G)*KH*KW for every pass, padding taps included. Times are\n"
+      << "medians of repetitions (real time). Per GEMM backend: before = the classic composition\n"
+      << "(whole-image per-element im2col, one GEMM per image, the library threaded), GFLOP/s =\n"
+      << "convgemm on that backend, %roof = against that library's SGEMM roofline (the GEMMs\n"
+      << "alone, best of threaded library and oneTBB over single-threaded calls). x dnnl (nchw),\n"
+      << "xdnnlB (blocked): > 1 means convgemm is faster. x naive: against naive:: on one thread,\n"
+      << "batch 1 ("
+      << (std::isfinite(options.naive_limit_gflop)
+              ? "layers up to " + fixed(options.naive_limit_gflop, 1) + " GFLOP"
+              : std::string("every layer"))
+      << "; '~' = that batch-1 rate applied to batch N).\n\n";
+  text << case_table(rows) << "\n"
+       << dense_table(rows, options.thread_counts) << "\n"
+       << targets(rows, options.thread_counts);
   std::cout << "\n" << text.str() << std::flush;
   if (options.directory.empty()) return true;
 
@@ -279,22 +603,26 @@ bool write_summary(const std::vector<Case>& cases,
     }
     json << "},\n  \"rows\": [";
     separator = "\n";
+    const char* keys[] = {"openblas", "onednn"};
     for (const Row& row : rows) {
       const Case& c = *row.c;
-      const double conv = row.convgemm ? row.convgemm->gflops : kMissing;
-      const double seconds = row.convgemm ? row.convgemm->seconds : kMissing;
-      const double workspace = row.convgemm ? row.convgemm->workspace_bytes : kMissing;
       json << separator << "    {\"layer\": " << json_string(c.layer.name)
            << ", \"shape\": " << json_string(c.layer.shape.to_string())
            << ", \"pass\": " << json_string(pass_name(c.pass))
            << ", \"batch\": " << c.layer.shape.batch << ", \"threads\": " << c.threads
            << ", \"flops\": " << json_number(c.layer.shape.flops(c.pass))
-           << ", \"convgemm_gflops\": " << json_number(conv)
-           << ", \"convgemm_seconds\": " << json_number(seconds)
-           << ", \"workspace_bytes\": " << json_number(workspace)
-           << ", \"peak_gflops\": " << json_number(or_missing(row.peak))
-           << ", \"roofline_blas_gflops\": " << json_number(or_missing(row.roofline_blas))
-           << ", \"roofline_tbb_gflops\": " << json_number(or_missing(row.roofline_tbb))
+           << ", \"workspace_bytes_per_thread\": "
+           << json_number(or_missing(row.workspace_per_thread()));
+      for (int b = 0; b < kBackendCount; ++b) {
+        const BackendResults& r = row.backend[b];
+        const std::string key = keys[b];
+        json << ", \"convgemm_" << key << "_gflops\": " << json_number(or_missing(r.gflops()))
+             << ", \"convgemm_" << key
+             << "_seconds\": " << json_number(r.convgemm ? r.convgemm->seconds : kMissing)
+             << ", \"before_" << key << "_gflops\": " << json_number(or_missing(r.before))
+             << ", \"roofline_" << key << "_gflops\": " << json_number(or_missing(r.roofline()));
+      }
+      json << ", \"peak_gflops\": " << json_number(or_missing(row.peak))
            << ", \"naive_gflops\": " << json_number(or_missing(row.naive))
            << ", \"naive_estimated_from_batch_1\": " << (row.naive_estimated ? "true" : "false")
            << ", \"onednn_plain_gflops\": " << json_number(or_missing(row.onednn_plain))
@@ -312,19 +640,19 @@ bool write_summary(const std::vector<Case>& cases,
     for (const Row& row : rows) batch = std::max(batch, row.c->layer.shape.batch);
     const int threads = options.thread_counts.empty() ? 1 : options.thread_counts.back();
     plot << "# batch " << batch << ", threads " << threads
-         << "; GFLOP/s: layer convgemm naive roofline onednn_plain onednn_blocked\n";
-    for (const Pass pass : {Pass::forward, Pass::backward_data, Pass::backward_weights}) {
+         << "; GFLOP/s: layer convgemm_openblas convgemm_onednn before_openblas naive"
+            " roofline_openblas onednn_plain onednn_blocked\n";
+    for (const Pass pass : kPasses) {
       plot << "# " << pass_name(pass) << "\n";
       for (const Row& row : rows) {
         if (row.c->pass != pass || row.c->threads != threads || row.c->layer.shape.batch != batch) {
           continue;
         }
-        const auto value = [](double v) { return std::isfinite(v) ? fixed(v, 3) : "NaN"; };
-        plot << json_string(row.c->layer.name) << " "
-             << value(row.convgemm ? row.convgemm->gflops : kMissing) << " "
-             << value(or_missing(row.naive)) << " " << value(or_missing(row.roofline())) << " "
-             << value(or_missing(row.onednn_plain)) << " " << value(or_missing(row.onednn_blocked))
-             << "\n";
+        const auto value = [](std::optional<double> v) { return v ? fixed(*v, 3) : "NaN"; };
+        plot << json_string(row.c->layer.name) << " " << value(row.gflops(0)) << " "
+             << value(row.gflops(1)) << " " << value(row.backend[0].before) << " "
+             << value(row.naive) << " " << value(row.backend[0].roofline()) << " "
+             << value(row.onednn_plain) << " " << value(row.onednn_blocked) << "\n";
       }
       plot << "\n\n";
     }

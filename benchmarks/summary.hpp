@@ -18,6 +18,7 @@ struct Measurement {
   double gflops = 0.0;
   double seconds = 0.0;  // real time of one iteration
   double workspace_bytes = 0.0;
+  double threads_used = 0.0;  // convgemm's worker slots
   int64_t repetitions = 1;
   int64_t iterations = 0;
   std::string label;

@@ -1,0 +1,30 @@
+#pragma once
+// The two SGEMM libraries the suite times, behind one call: OpenBLAS's cblas_sgemm and oneDNN's
+// dnnl_sgemm. The roofline and the classic composition use it; convgemm picks its own through
+// Conv2dOptions::gemm_backend. Row-major, alpha = 1.
+
+#include <cstdint>
+
+namespace convgemm::bench {
+
+enum class GemmLibrary { openblas, onednn };
+
+const char* gemm_library_name(GemmLibrary library);
+
+// C[m x n] = op(A) * op(B) + beta * C, op = transpose when the flag is set.
+void library_sgemm(GemmLibrary library, bool transpose_a, bool transpose_b, int64_t m, int64_t n,
+                   int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, float beta,
+                   float* c, int64_t ldc);
+
+// The threads the library's next calls use, for the calling thread: openblas_set_num_threads
+// (process-wide) or omp_set_num_threads (Debian's oneDNN runs on OpenMP, a per-thread setting).
+void set_library_threads(GemmLibrary library, int threads);
+
+// Defined with the oneDNN contenders (bench_onednn.cpp, or onednn_absent.cpp without oneDNN,
+// where the suite registers no oneDNN case and these throw std::logic_error).
+void onednn_sgemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k,
+                  const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
+                  int64_t ldc);
+void onednn_set_threads(int threads);
+
+}  // namespace convgemm::bench
