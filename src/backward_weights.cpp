@@ -24,11 +24,21 @@ void backward_weights_block(GemmLibrary gemm, const Conv2dShape& s, const float*
 }
 
 float channel_sum(const float* t, int64_t batch, int64_t channels, int64_t plane, int64_t channel) {
-  double sum = 0.0;
+  // Eight double accumulators, element i of a plane going to lane i % 8, then the lanes added in
+  // a fixed tree: the same order on every thread and every run, and eight independent chains
+  // the compiler turns into vector adds (one scalar chain ran at a quarter of the memory speed).
+  constexpr int64_t kLanes = 8;
+  double lanes[kLanes] = {};
   for (int64_t n = 0; n < batch; ++n) {
     const float* values = t + (n * channels + channel) * plane;
-    for (int64_t i = 0; i < plane; ++i) sum += values[i];
+    int64_t i = 0;
+    for (; i + kLanes <= plane; i += kLanes) {
+      for (int64_t lane = 0; lane < kLanes; ++lane) lanes[lane] += values[i + lane];
+    }
+    for (; i < plane; ++i) lanes[i % kLanes] += values[i];
   }
+  const double sum = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) +
+                     ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
   return static_cast<float>(sum);
 }
 
