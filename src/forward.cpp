@@ -5,13 +5,19 @@
 
 namespace convgemm::detail {
 
-ColumnView lower_rows(const Conv2dShape& s, const float* x_group, int64_t oh_begin, int64_t oh_end,
-                      float* scratch) {
-  const ColumnBlock block{0, s.gemm_k(), oh_begin, oh_end};
+ColumnView block_columns(const Conv2dShape& s, const float* x_group, int64_t oh_begin,
+                         int64_t oh_end, float* scratch) {
   if (is_pointwise(s)) return {x_group + oh_begin * s.out_width(), s.gemm_p()};
+  return {scratch, (oh_end - oh_begin) * s.out_width()};
+}
+
+void lower_share(const Conv2dShape& s, const float* x_group, int64_t oh_begin, int64_t oh_end,
+                 int64_t share, int64_t shares, float* scratch) {
+  if (is_pointwise(s)) return;
+  const int64_t K = s.gemm_k();
+  const ColumnBlock block{share * K / shares, (share + 1) * K / shares, oh_begin, oh_end};
   // Lowered right before the GEMM reads it, while it is hot in this core's cache.
-  im2col_block(s, x_group, block, scratch);
-  return {scratch, block.columns(s)};
+  im2col_block(s, x_group, block, scratch + block.k_begin * block.columns(s));
 }
 
 void forward_rows(GemmLibrary gemm, const Conv2dShape& s, const ColumnView& x_col,

@@ -29,12 +29,17 @@ struct ColumnView {
 };
 
 // The block of X_col for output rows [oh_begin, oh_end): the input planes themselves for a
-// pointwise kernel (no copy at all), otherwise lowered into `scratch`.
-ColumnView lower_rows(const Conv2dShape& shape, const float* x_group, int64_t oh_begin,
-                      int64_t oh_end, float* scratch);
+// pointwise kernel (no copy at all), otherwise `scratch`, once lower_share has filled it.
+ColumnView block_columns(const Conv2dShape& shape, const float* x_group, int64_t oh_begin,
+                         int64_t oh_end, float* scratch);
+
+// Lowers share `share` of `shares` (near-equal ranges of X_col rows) of that block into
+// `scratch`; nothing for a pointwise kernel. Shares write disjoint rows and may run in parallel.
+void lower_share(const Conv2dShape& shape, const float* x_group, int64_t oh_begin, int64_t oh_end,
+                 int64_t share, int64_t shares, float* scratch);
 
 // Y_g[outputs, rows] = W_g[outputs, :] * x_col (+ bias), or += with accumulate, for the block
-// of output rows [oh_begin, oh_end) that x_col (from lower_rows) holds.
+// of output rows [oh_begin, oh_end) that x_col (from block_columns) holds.
 void forward_rows(GemmLibrary gemm, const Conv2dShape& shape, const ColumnView& x_col,
                   const float* w_group, const float* bias_group, ChannelRange outputs,
                   int64_t oh_begin, int64_t oh_end, bool accumulate, float* y_group);
@@ -54,7 +59,8 @@ void backward_weights_block(GemmLibrary gemm, const Conv2dShape& shape, const fl
                             const float* dy_group, const ColumnBlock& block, int64_t m_begin,
                             int64_t m_end, float beta, float* dw_group, float* scratch);
 
-// Sum of t[n, channel, :] over n and the plane, in index order, accumulated in double.
+// Sum of t[n, channel, :] over n and the plane in double, in one fixed order (eight interleaved
+// lanes, then a fixed tree) whatever the thread.
 float channel_sum(const float* t, int64_t batch, int64_t channels, int64_t plane, int64_t channel);
 
 }  // namespace convgemm::detail

@@ -58,8 +58,9 @@ Blocking blocking_for_budget(const Conv2dShape& s, int64_t budget_floats, int64_
     const int64_t rows = std::max(budget_floats / (x_col_rows * OW), ceil_div(min_columns, OW));
     return std::clamp<int64_t>(rows, 1, OH);
   };
-  b.rows_per_block = rows_within_budget(K);
-  b.blocks_per_image = ceil_div(OH, b.rows_per_block);
+  b.blocks_per_image = ceil_div(OH, rows_within_budget(K));
+  const RowSplit data_rows{OH, b.blocks_per_image};
+  b.rows_per_block = data_rows.most();
   // Too few (image, group, block) tasks to keep every core busy (a small image at batch 1):
   // forward splits the group's output channels, backward_data its input channels, into panels
   // that keep at least kMinPanelRows rows in their GEMM. A rule on the shape only, like blocks.
@@ -77,9 +78,9 @@ Blocking blocking_for_budget(const Conv2dShape& s, int64_t budget_floats, int64_
   b.input_panels = ceil_div(group_inputs, b.inputs_per_panel);
 
   // Block i ends at input row (end_i - 1)*sh - pt + dh*(KH-1); block i+2 starts at
-  // (end_i + rows)*sh - pt. They are disjoint when (rows + 1)*sh > dh*(KH-1).
+  // (end_i + rows_{i+1})*sh - pt. They are disjoint when (rows_{i+1} + 1)*sh > dh*(KH-1).
   b.data_waves =
-      (b.rows_per_block + 1) * s.stride_height > s.dilation_height * (s.kernel_height - 1);
+      (data_rows.fewest() + 1) * s.stride_height > s.dilation_height * (s.kernel_height - 1);
 
   // Panels of dW_g: for a pointwise kernel, ranges of output channels (rows of dW_g), since no
   // im2col is repeated when several tasks read the same input channels; otherwise ranges of X_col
@@ -92,8 +93,8 @@ Blocking blocking_for_budget(const Conv2dShape& s, int64_t budget_floats, int64_
   b.weight_panels = b.pointwise ? 1 : std::clamp<int64_t>(K / kMinPanelRows, 1, kMaxWeightPanels);
   b.weight_panel_rows = ceil_div(K, b.weight_panels);
   b.weight_panels = ceil_div(K, b.weight_panel_rows);
-  b.weight_rows_per_block = rows_within_budget(b.weight_panel_rows);
-  b.weight_blocks_per_image = ceil_div(OH, b.weight_rows_per_block);
+  b.weight_blocks_per_image = ceil_div(OH, rows_within_budget(b.weight_panel_rows));
+  b.weight_rows_per_block = RowSplit{OH, b.weight_blocks_per_image}.most();
 
   if (b.depthwise) {
     b.slot_floats = round_up(depthwise_scratch_floats(s), kCacheLineFloats);
@@ -170,8 +171,8 @@ void Plan::forward(const float* x, const float* w, const float* bias, float* y, 
   const Conv2dShape& s = shape_;
   const int64_t G = s.groups, M = s.gemm_m(), K = s.gemm_k(), P = s.gemm_p();
   const int64_t C = s.in_channels, O = s.out_channels, HW = s.in_height * s.in_width;
-  const int64_t OH = s.out_height(), rows = blocking_.rows_per_block;
   const int64_t blocks = blocking_.blocks_per_image;
+  const RowSplit split{s.out_height(), blocks};
   if (blocking_.depthwise) {
     pool_.run(s.batch * O, [&](int64_t task, int slot) {
       const int64_t n = task / O, o = task % O;
@@ -184,10 +185,19 @@ void Plan::forward(const float* x, const float* w, const float* bias, float* y, 
   const int64_t panels = blocking_.output_panels, per_panel = blocking_.outputs_per_panel;
   pool_.run(s.batch * G * blocks, [&](int64_t task, int slot) {
     const int64_t block = task % blocks, g = task / blocks % G, n = task / blocks / G;
-    const int64_t oh_begin = block * rows, oh_end = std::min(OH, oh_begin + rows);
-    // Lowered once; the panels of output channels multiply the same block.
-    const ColumnView x_col =
-        lower_rows(s, x + (n * C + g * (C / G)) * HW, oh_begin, oh_end, scratch(slot));
+    const int64_t oh_begin = split.begin(block), oh_end = split.end(block);
+    // Lowered once, by the panels in parallel when there are several (each a share of the
+    // X_col rows); the panels of output channels then multiply the same block.
+    const float* x_group = x + (n * C + g * (C / G)) * HW;
+    float* columns = scratch(slot);
+    if (panels == 1) {
+      lower_share(s, x_group, oh_begin, oh_end, 0, 1, columns);
+    } else {
+      pool_.run_parts(panels, [&](int64_t share) {
+        lower_share(s, x_group, oh_begin, oh_end, share, panels, columns);
+      });
+    }
+    const ColumnView x_col = block_columns(s, x_group, oh_begin, oh_end, columns);
     pool_.run_parts(panels, [&](int64_t panel) {
       const ChannelRange outputs{panel * per_panel, std::min(M, (panel + 1) * per_panel)};
       forward_rows(forward_gemm_, s, x_col, w + g * M * K, bias != nullptr ? bias + g * M : nullptr,
@@ -200,14 +210,14 @@ void Plan::backward_data(const float* dy, const float* w, float* dx, bool accumu
   const Conv2dShape& s = shape_;
   const int64_t G = s.groups, M = s.gemm_m(), K = s.gemm_k(), P = s.gemm_p();
   const int64_t C = s.in_channels, O = s.out_channels, HW = s.in_height * s.in_width;
-  const int64_t OH = s.out_height(), rows = blocking_.rows_per_block;
   const int64_t blocks = blocking_.blocks_per_image;
+  const RowSplit split{s.out_height(), blocks};
   const int64_t panels = blocking_.input_panels, per_panel = blocking_.inputs_per_panel;
   // One (image, group, block): its panels of input channels share the slot's column buffer,
   // each writing its own rows of it and scattering into its own planes.
   auto run_block = [&](int64_t n_g, int64_t block, int slot) {
     const int64_t g = n_g % G, n = n_g / G;
-    const int64_t oh_begin = block * rows, oh_end = std::min(OH, oh_begin + rows);
+    const int64_t oh_begin = split.begin(block), oh_end = split.end(block);
     pool_.run_parts(panels, [&](int64_t panel) {
       const ChannelRange inputs{panel * per_panel, std::min(C / G, (panel + 1) * per_panel)};
       backward_data_rows(backward_data_gemm_, s, dy + (n * O + g * M) * P, w + g * M * K, inputs,
@@ -230,9 +240,9 @@ void Plan::backward_data(const float* dy, const float* w, float* dx, bool accumu
               [&](int64_t task, int slot) { run_block(task / blocks, task % blocks, slot); });
     return;
   }
-  if (!accumulate) {
-    pool_.run(s.batch, [&](int64_t n, int) {
-      std::memset(dx + n * C * HW, 0, static_cast<std::size_t>(C * HW) * sizeof(float));
+  if (!accumulate) {  // plane by plane, so that one image alone still spreads over the workers
+    pool_.run(s.batch * C, [&](int64_t plane, int) {
+      std::memset(dx + plane * HW, 0, static_cast<std::size_t>(HW) * sizeof(float));
     });
   }
   // Every pixel receives its block contributions in one fixed order, even blocks before odd
@@ -258,8 +268,8 @@ void Plan::backward_weights(const float* x, const float* dy, float* dw, float* d
   const Conv2dShape& s = shape_;
   const int64_t G = s.groups, M = s.gemm_m(), K = s.gemm_k(), P = s.gemm_p();
   const int64_t C = s.in_channels, O = s.out_channels, HW = s.in_height * s.in_width;
-  const int64_t OH = s.out_height(), rows = blocking_.weight_rows_per_block;
   const int64_t blocks = blocking_.weight_blocks_per_image;
+  const RowSplit split{s.out_height(), blocks};
   const int64_t panels = blocking_.weight_panels, panel_rows = blocking_.weight_panel_rows;
   const int64_t channel_panels = blocking_.weight_channel_panels;
   const int64_t channel_rows = blocking_.weight_channel_panel_rows;
@@ -280,7 +290,7 @@ void Plan::backward_weights(const float* x, const float* dy, float* dw, float* d
     float beta = accumulate ? 1.0f : 0.0f;
     for (int64_t n = 0; n < s.batch; ++n) {
       for (int64_t block = 0; block < blocks; ++block) {
-        const ColumnBlock columns{k_begin, k_end, block * rows, std::min(OH, (block + 1) * rows)};
+        const ColumnBlock columns{k_begin, k_end, split.begin(block), split.end(block)};
         backward_weights_block(backward_weights_gemm_, s, x + (n * C + g * (C / G)) * HW,
                                dy + (n * O + g * M) * P, columns, m_begin, m_end, beta,
                                dw + g * M * K, scratch(slot));

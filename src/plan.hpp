@@ -36,8 +36,8 @@ namespace convgemm::detail {
 struct Blocking {
   bool depthwise = false;         // in_channels == groups: direct kernels, no GEMM, no scratch
   bool pointwise = false;         // X_col is the input itself: no scratch at all
-  int64_t rows_per_block = 1;     // output rows per block, forward and backward_data
-  int64_t blocks_per_image = 1;   // ceil(OH / rows_per_block)
+  int64_t rows_per_block = 1;     // most output rows of a block, forward and backward_data
+  int64_t blocks_per_image = 1;   // ceil(OH / the budget's rows), sized evenly (RowSplit)
   int64_t output_panels = 1;      // forward tasks per (image, group, block), over output channels
   int64_t outputs_per_panel = 1;  // output channels per forward panel (the last may have fewer)
   int64_t input_panels = 1;       // backward_data tasks per (image, group, block), input channels
@@ -47,10 +47,21 @@ struct Blocking {
   int64_t weight_channel_panels = 1;      // ranges of output channels (pointwise only)
   int64_t weight_channel_panel_rows = 1;  // output channels per range
   int64_t weight_panels = 1;              // ceil(K / weight_panel_rows)
-  int64_t weight_rows_per_block = 1;      // output rows per backward_weights block
-  int64_t weight_blocks_per_image = 1;    // ceil(OH / weight_rows_per_block)
+  int64_t weight_rows_per_block = 1;      // most output rows of a backward_weights block
+  int64_t weight_blocks_per_image = 1;    // likewise sized evenly
   int64_t slot_floats = 0;                // scratch floats per worker slot
   int slots = 1;                          // worker slots (threads a call can use)
+};
+
+// OH output rows cut into `blocks` blocks whose sizes differ by at most one row (56 rows in 12
+// blocks: 4 and 5 rows, not eleven of 5 and one of 1), so that tasks of one image take about
+// equally long and the last one does not leave a core idle.
+struct RowSplit {
+  int64_t rows, blocks;
+  int64_t begin(int64_t block) const { return block * rows / blocks; }
+  int64_t end(int64_t block) const { return (block + 1) * rows / blocks; }
+  int64_t most() const { return (rows + blocks - 1) / blocks; }
+  int64_t fewest() const { return rows / blocks; }
 };
 
 // Throws std::invalid_argument naming workspace_limit when one slot cannot fit under it.
