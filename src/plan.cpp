@@ -29,6 +29,10 @@ constexpr int64_t kMinBlockColumns = 256;
 // Forward and backward_data aim for at least this many tasks per call.
 constexpr int64_t kMinTasks = 4;
 
+// A dW_g of at most this many floats (256 KiB) is computed as one panel of every X_col row, with
+// the sum over images and row blocks cut into chunks instead (see plan.hpp).
+constexpr int64_t kMaxChunkedWeightFloats = 64 << 10;
+
 int64_t round_up(int64_t value, int64_t multiple) { return ceil_div(value, multiple) * multiple; }
 
 }  // namespace
@@ -45,8 +49,10 @@ std::size_t default_block_bytes() {
 namespace {
 
 // The blocking for a per-worker column budget of `budget_floats` (blocks of at least
-// `min_columns` columns when the budget allows fewer), everything but `slots`.
-Blocking blocking_for_budget(const Conv2dShape& s, int64_t budget_floats, int64_t min_columns) {
+// `min_columns` columns when the budget allows fewer), everything but `slots`; backward_weights
+// may sum in chunks (with partial buffers) only when `allow_chunks`.
+Blocking blocking_for_budget(const Conv2dShape& s, int64_t budget_floats, int64_t min_columns,
+                             bool allow_chunks) {
   const int64_t K = s.gemm_k(), OH = s.out_height(), OW = s.out_width();
   Blocking b;
   b.pointwise = is_pointwise(s);
@@ -85,16 +91,27 @@ Blocking blocking_for_budget(const Conv2dShape& s, int64_t budget_floats, int64_
   // Panels of dW_g: for a pointwise kernel, ranges of output channels (rows of dW_g), since no
   // im2col is repeated when several tasks read the same input channels; otherwise ranges of X_col
   // rows (columns of dW_g), so that each task lowers only its own rows.
+  // A small dW_g (the 3-channel stem, narrow layers) instead keeps every X_col row in one panel,
+  // whose GEMM is as wide as the weights and packs dY once, and gets its tasks from chunks of
+  // the (image, row block) sequence.
   const int64_t M = s.gemm_m();
+  const bool chunked = allow_chunks && !b.pointwise && !b.depthwise &&
+                       M * K <= kMaxChunkedWeightFloats && s.groups < kMinTasks;
   b.weight_channel_panels =
       b.pointwise ? std::clamp<int64_t>(M / kMinPanelRows, 1, kMaxWeightPanels) : 1;
   b.weight_channel_panel_rows = ceil_div(M, b.weight_channel_panels);
   b.weight_channel_panels = ceil_div(M, b.weight_channel_panel_rows);
-  b.weight_panels = b.pointwise ? 1 : std::clamp<int64_t>(K / kMinPanelRows, 1, kMaxWeightPanels);
+  b.weight_panels =
+      b.pointwise || chunked ? 1 : std::clamp<int64_t>(K / kMinPanelRows, 1, kMaxWeightPanels);
   b.weight_panel_rows = ceil_div(K, b.weight_panels);
   b.weight_panels = ceil_div(K, b.weight_panel_rows);
   b.weight_blocks_per_image = ceil_div(OH, rows_within_budget(b.weight_panel_rows));
   b.weight_rows_per_block = RowSplit{OH, b.weight_blocks_per_image}.most();
+  if (chunked) {
+    b.weight_chunks =
+        std::clamp<int64_t>(ceil_div(kMinTasks, s.groups), 1, s.batch * b.weight_blocks_per_image);
+    b.partial_floats = round_up((b.weight_chunks - 1) * s.groups * M * K, kCacheLineFloats);
+  }
 
   if (b.depthwise) {
     b.slot_floats = round_up(depthwise_scratch_floats(s), kCacheLineFloats);
@@ -117,29 +134,40 @@ Blocking choose_blocking(const Conv2dShape& s, const Conv2dOptions& options, int
   // block structure implies never change with the thread count.
   const bool explicit_budget = options.block_bytes != 0;
   const std::size_t block_bytes = explicit_budget ? options.block_bytes : default_block_bytes();
-  Blocking b =
-      blocking_for_budget(s, floats_in(block_bytes), explicit_budget ? 1 : kMinBlockColumns);
+  Blocking b = blocking_for_budget(s, floats_in(block_bytes),
+                                   explicit_budget ? 1 : kMinBlockColumns, /*allow_chunks=*/true);
   const std::size_t limit = options.workspace_limit;
   b.slots = std::max(threads, 1);
-  if (limit == 0 || b.slot_floats == 0) return b;
+  const auto bytes = [](int64_t floats) {
+    return static_cast<std::size_t>(floats) * sizeof(float);
+  };
+  // The partial sums are shared; each worker slot adds one block.
+  const auto fits_one_slot = [&](const Blocking& candidate) {
+    return bytes(candidate.partial_floats) + bytes(candidate.slot_floats) <= limit;
+  };
+  if (limit == 0 || (b.slot_floats == 0 && b.partial_floats == 0)) return b;
 
   // A workspace_limit drops worker slots first and keeps the blocks, so every limit that holds
-  // one block computes bit for bit what the unlimited plan computes. Only a limit below one
-  // block shrinks the blocks to fit it: the GEMMs then see a different N, and OpenBLAS's and
-  // oneDNN's rounding of an entry depends on N (measured), so results may change in the last
-  // bits.
-  if (static_cast<std::size_t>(b.slot_floats) * sizeof(float) > limit) {
-    b = blocking_for_budget(s, floats_in(std::min(block_bytes, limit)), 1);
+  // one block (and the partial sums) computes bit for bit what the unlimited plan computes. Only
+  // a smaller limit shrinks the blocks to fit it, and then drops the partial sums: the GEMMs
+  // then see a different N, and OpenBLAS's and oneDNN's rounding of an entry depends on N
+  // (measured), so results may change in the last bits.
+  if (!fits_one_slot(b)) {
+    const int64_t budget = floats_in(std::min(block_bytes, limit));
+    b = blocking_for_budget(s, budget, 1, /*allow_chunks=*/true);
+    if (!fits_one_slot(b)) b = blocking_for_budget(s, budget, 1, /*allow_chunks=*/false);
     b.slots = std::max(threads, 1);
   }
-  const std::size_t slot_bytes = static_cast<std::size_t>(b.slot_floats) * sizeof(float);
-  if (slot_bytes > limit) {
+  if (!fits_one_slot(b)) {
     fail("workspace_limit", static_cast<int64_t>(std::min<std::size_t>(limit, INT64_MAX)),
-         "must be at least " + std::to_string(slot_bytes) +
+         "must be at least " + std::to_string(bytes(b.slot_floats)) +
              " bytes, one row block on one worker for " + s.to_string());
   }
-  b.slots = static_cast<int>(
-      std::min<std::size_t>(static_cast<std::size_t>(b.slots), limit / slot_bytes));
+  if (b.slot_floats > 0) {
+    b.slots = static_cast<int>(
+        std::min<std::size_t>(static_cast<std::size_t>(b.slots),
+                              (limit - bytes(b.partial_floats)) / bytes(b.slot_floats)));
+  }
   return b;
 }
 
@@ -156,15 +184,17 @@ Plan::Plan(const Conv2dShape& shape, const Conv2dOptions& options)
       backward_weights_gemm_(resolve_gemm(options.gemm_backend, Pass::backward_weights)),
       pool_(blocking_.slots),
       slot_stride_(blocking_.slot_floats) {
-  if (slot_stride_ > 0) {
-    const std::size_t floats = static_cast<std::size_t>(slot_stride_) * blocking_.slots;
+  if (slot_stride_ > 0 || blocking_.partial_floats > 0) {
+    const std::size_t floats =
+        static_cast<std::size_t>(slot_stride_) * blocking_.slots + blocking_.partial_floats;
     workspace_.reset(
         static_cast<float*>(::operator new[](floats * sizeof(float), kWorkspaceAlignment)));
   }
 }
 
 std::size_t Plan::workspace_bytes() const {
-  return static_cast<std::size_t>(slot_stride_) * blocking_.slots * sizeof(float);
+  return (static_cast<std::size_t>(slot_stride_) * blocking_.slots + blocking_.partial_floats) *
+         sizeof(float);
 }
 
 void Plan::forward(const float* x, const float* w, const float* bias, float* y, bool accumulate) {
@@ -281,23 +311,42 @@ void Plan::backward_weights(const float* x, const float* dy, float* dw, float* d
     if (dbias != nullptr) sum_channels(dy, O, P, dbias, accumulate);
     return;
   }
-  pool_.run(G * channel_panels * panels, [&](int64_t task, int slot) {
-    const int64_t g = task / panels / channel_panels;
-    const int64_t m_begin = task / panels % channel_panels * channel_rows;
+  // Chunk c of the (image, row block) sequence sums into dW_g itself (chunk 0, which also
+  // carries beta) or into its own partial buffer; the partials are added in chunk order below.
+  const int64_t chunks = blocking_.weight_chunks;
+  const RowSplit sequence{s.batch * blocks, chunks};
+  auto target = [&](int64_t chunk, int64_t g) {
+    return chunk == 0 ? dw + g * M * K : partials() + ((chunk - 1) * G + g) * M * K;
+  };
+  pool_.run(G * channel_panels * panels * chunks, [&](int64_t task, int slot) {
+    const int64_t chunk = task % chunks, panel_task = task / chunks;
+    const int64_t g = panel_task / panels / channel_panels;
+    const int64_t m_begin = panel_task / panels % channel_panels * channel_rows;
     const int64_t m_end = std::min(M, m_begin + channel_rows);
-    const int64_t k_begin = task % panels * panel_rows, k_end = std::min(K, k_begin + panel_rows);
+    const int64_t k_begin = panel_task % panels * panel_rows;
+    const int64_t k_end = std::min(K, k_begin + panel_rows);
     // The panel's sum runs over images, then row blocks, in index order (see plan.hpp).
-    float beta = accumulate ? 1.0f : 0.0f;
-    for (int64_t n = 0; n < s.batch; ++n) {
-      for (int64_t block = 0; block < blocks; ++block) {
-        const ColumnBlock columns{k_begin, k_end, split.begin(block), split.end(block)};
-        backward_weights_block(backward_weights_gemm_, s, x + (n * C + g * (C / G)) * HW,
-                               dy + (n * O + g * M) * P, columns, m_begin, m_end, beta,
-                               dw + g * M * K, scratch(slot));
-        beta = 1.0f;
-      }
+    float beta = accumulate && chunk == 0 ? 1.0f : 0.0f;
+    for (int64_t step = sequence.begin(chunk); step < sequence.end(chunk); ++step) {
+      const int64_t n = step / blocks, block = step % blocks;
+      const ColumnBlock columns{k_begin, k_end, split.begin(block), split.end(block)};
+      backward_weights_block(backward_weights_gemm_, s, x + (n * C + g * (C / G)) * HW,
+                             dy + (n * O + g * M) * P, columns, m_begin, m_end, beta,
+                             target(chunk, g), scratch(slot));
+      beta = 1.0f;
     }
   });
+  if (chunks > 1) {
+    const int64_t weights = G * M * K, pieces = std::min<int64_t>(weights, 64);
+    pool_.run(pieces, [&](int64_t piece, int) {
+      for (int64_t i = piece * weights / pieces; i < (piece + 1) * weights / pieces; ++i) {
+        float sum = dw[i];
+        for (int64_t chunk = 1; chunk < chunks; ++chunk)
+          sum += partials()[(chunk - 1) * weights + i];
+        dw[i] = sum;
+      }
+    });
+  }
   if (dbias != nullptr) sum_channels(dy, O, P, dbias, accumulate);
 }
 

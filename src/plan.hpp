@@ -15,10 +15,14 @@
 //                     for a pointwise kernel, which lowers nothing. Each task sums its panel over
 //                     every image and row block in index order, so each dW entry is the same
 //                     sum in the same order whichever thread runs it: bitwise reproducible
-//                     across thread counts, with no partial buffers. Each task lowers only its
-//                     own X_col rows, so no im2col work is repeated.
-// The workspace is one column block per worker slot; a slot is picked by the running thread and
-// never influences a result.
+//                     across thread counts. Each task lowers only its own X_col rows, so no
+//                     im2col work is repeated. A small dW_g (at most 64K floats) is one panel of
+//                     every X_col row, and its tasks are chunks of the (image, row block)
+//                     sequence instead: fixed by the shape, each summed in index order into its
+//                     own partial buffer, the partials then added in chunk order. Still the same
+//                     sums in the same order on any thread count.
+// The workspace is one column block per worker slot (a slot is picked by the running thread and
+// never influences a result), plus the partial sums of a chunked weight gradient.
 
 #include <cstddef>
 #include <cstdint>
@@ -49,8 +53,10 @@ struct Blocking {
   int64_t weight_panels = 1;              // ceil(K / weight_panel_rows)
   int64_t weight_rows_per_block = 1;      // most output rows of a backward_weights block
   int64_t weight_blocks_per_image = 1;    // likewise sized evenly
-  int64_t slot_floats = 0;                // scratch floats per worker slot
-  int slots = 1;                          // worker slots (threads a call can use)
+  int64_t weight_chunks = 1;   // backward_weights: chunks of the (image, row block) sequence
+  int64_t partial_floats = 0;  // their partial dW sums (chunks - 1 of them), shared by the slots
+  int64_t slot_floats = 0;     // scratch floats per worker slot
+  int slots = 1;               // worker slots (threads a call can use)
 };
 
 // OH output rows cut into `blocks` blocks whose sizes differ by at most one row (56 rows in 12
@@ -91,6 +97,7 @@ class Plan {
 
  private:
   float* scratch(int slot) { return workspace_.get() + slot * slot_stride_; }
+  float* partials() { return workspace_.get() + blocking_.slots * slot_stride_; }
 
   struct AlignedDelete {
     void operator()(float* p) const;

@@ -79,9 +79,19 @@ std::vector<Case> cases() {
                         .kernel_width = 3,
                         .groups = 16};
   depthwise.set_padding(1);
-  return {{resnet_like, 0},     {resnet_like, 16 << 10}, {resnet_like, 4},
-          {grouped_strided, 0}, {grouped_strided, 3000}, {pointwise, 0},
-          {pointwise, 2000},    {awkward, 8 << 10},      {depthwise, 1000}};
+  // dW of 128 x 576 floats, more than a chunked weight gradient takes: split into panels of
+  // X_col rows instead.
+  Conv2dShape wide_weights{.batch = 2,
+                           .in_channels = 64,
+                           .in_height = 10,
+                           .in_width = 9,
+                           .out_channels = 128,
+                           .kernel_height = 3,
+                           .kernel_width = 3};
+  wide_weights.set_padding(1);
+  return {{resnet_like, 0},        {resnet_like, 16 << 10}, {resnet_like, 4},  {grouped_strided, 0},
+          {grouped_strided, 3000}, {pointwise, 0},          {pointwise, 2000}, {awkward, 8 << 10},
+          {depthwise, 1000},       {wide_weights, 40 << 10}};
 }
 
 struct Gradients {
@@ -138,14 +148,20 @@ void expect_every_run_bitwise(const Conv2dShape& s, const Conv2dOptions& options
 }
 
 TEST(Threads, CasesReallyCutTheWorkIntoSeveralPieces) {
-  // Guards the next tests against shapes that have become too small to show anything.
-  const Case big = cases()[1];
-  const detail::Blocking b =
-      detail::choose_blocking(big.shape, {.block_bytes = big.block_bytes}, /*threads=*/4);
-  EXPECT_GT(b.blocks_per_image, 1);
-  EXPECT_GT(b.weight_panels, 1);
-  EXPECT_GT(b.weight_blocks_per_image, 1);
-  EXPECT_EQ(b.slots, 4);
+  // Guards the next tests against shapes that have become too small to show anything: row
+  // blocks, a small dW summed in chunks, a large one in panels.
+  const auto blocking = [](const Case& c) {
+    return detail::choose_blocking(c.shape, {.block_bytes = c.block_bytes}, /*threads=*/4);
+  };
+  const detail::Blocking chunked = blocking(cases()[1]);
+  EXPECT_GT(chunked.blocks_per_image, 1);
+  EXPECT_GT(chunked.weight_blocks_per_image, 1);
+  EXPECT_GT(chunked.weight_chunks, 1);
+  EXPECT_EQ(chunked.slots, 4);
+  const detail::Blocking panels = blocking(cases().back());
+  EXPECT_GT(panels.blocks_per_image, 1);
+  EXPECT_GT(panels.weight_panels, 1);
+  EXPECT_EQ(panels.weight_chunks, 1);
 }
 
 TEST(Threads, ResultsAreBitwiseIdenticalForEveryThreadCount) {

@@ -189,9 +189,10 @@ Conv2dShape wide_k_narrow_rows() {
 }
 
 TEST(Workspace, EveryLimitThatHoldsOneBlockGivesTheUnlimitedBits) {
-  // The limit drops worker slots and keeps the blocks, so the sums are the same sums in the same
-  // order: forward, backward_data and backward_weights bitwise equal to the unlimited plan, from
-  // a limit with room for every thread down to one block on one worker.
+  // The limit drops worker slots and keeps the blocks (and backward_weights' shared partial sums,
+  // if any), so the sums are the same sums in the same order: forward, backward_data and
+  // backward_weights bitwise equal to the unlimited plan, from a limit with room for every
+  // thread down to one block on one worker.
   constexpr int kThreads = 3;
   std::mt19937_64 rng(test::test_seed());
   const struct {
@@ -218,8 +219,12 @@ TEST(Workspace, EveryLimitThatHoldsOneBlockGivesTheUnlimitedBits) {
     };
     Conv2d unlimited_conv(s, {.num_threads = kThreads, .block_bytes = block_bytes});
     ASSERT_EQ(unlimited_conv.num_threads(), kThreads);
-    const std::size_t block = unlimited_conv.workspace_bytes() / kThreads;
+    // workspace = shared partial sums + one block per worker slot.
+    const std::size_t block =
+        unlimited_conv.workspace_bytes() -
+        Conv2d(s, {.num_threads = kThreads - 1, .block_bytes = block_bytes}).workspace_bytes();
     ASSERT_GT(block, 0u);
+    const std::size_t shared = unlimited_conv.workspace_bytes() - kThreads * block;
     const std::size_t row_bytes = sizeof(float) * s.gemm_k() * s.out_width();
     if (s.in_height == 48) {  // the row blocks really are several per image
       ASSERT_LT(block / row_bytes, static_cast<std::size_t>(s.out_height()) / 2);
@@ -228,12 +233,13 @@ TEST(Workspace, EveryLimitThatHoldsOneBlockGivesTheUnlimitedBits) {
     const char* names[] = {"y", "dx", "dw", "dbias"};
     std::set<int> slot_counts;
     for (const double blocks : {4.0, 3.0, 2.5, 2.0, 1.5, 1.0}) {
-      const auto limit = static_cast<std::size_t>(blocks * double(block));
+      const auto limit = shared + static_cast<std::size_t>(blocks * double(block));
       SCOPED_TRACE("workspace_limit " + std::to_string(limit));
       Conv2d conv(s,
                   {.num_threads = kThreads, .workspace_limit = limit, .block_bytes = block_bytes});
       EXPECT_LE(conv.workspace_bytes(), limit);
-      EXPECT_EQ(conv.workspace_bytes(), block * static_cast<std::size_t>(conv.num_threads()));
+      EXPECT_EQ(conv.workspace_bytes(),
+                shared + block * static_cast<std::size_t>(conv.num_threads()));
       slot_counts.insert(conv.num_threads());
       const std::vector<Tensor> limited = passes(conv);
       for (int i = 0; i < 4; ++i) {
