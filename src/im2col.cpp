@@ -67,6 +67,33 @@ void gather_strided(const float* src, int64_t stride, int64_t count, float* dst)
   for (; j < count; ++j) dst[j] = src[j * stride];
 }
 
+// dst[j * stride] += src[j] for j < count, the adjoint of gather_strided. Stride 2 adds four
+// at a time: the eight floats are split into even and odd, the evens get the sum, and both are
+// interleaved back, so the odd floats are stored exactly as they were loaded (adding zeros to
+// them would turn -0 into +0).
+void scatter_add_strided(const float* src, int64_t stride, int64_t count, float* dst) {
+  int64_t j = 0;
+  if (stride == 1) {  // a plain vectorized add
+    for (; j < count; ++j) dst[j] += src[j];
+    return;
+  }
+  if (stride == 2) {
+    for (; j + 4 < count; j += 4) {  // touches dst[2j .. 2j+7], inside [0, 2*(count-1)]
+      Vec4 low, high, add;
+      __builtin_memcpy(&low, dst + 2 * j, sizeof low);
+      __builtin_memcpy(&high, dst + 2 * j + 4, sizeof high);
+      __builtin_memcpy(&add, src + j, sizeof add);
+      const Vec4 even = __builtin_shuffle(low, high, Index4{0, 2, 4, 6}) + add;
+      const Vec4 odd = __builtin_shuffle(low, high, Index4{1, 3, 5, 7});
+      low = __builtin_shuffle(even, odd, Index4{0, 4, 1, 5});
+      high = __builtin_shuffle(even, odd, Index4{2, 6, 3, 7});
+      __builtin_memcpy(dst + 2 * j, &low, sizeof low);
+      __builtin_memcpy(dst + 2 * j + 4, &high, sizeof high);
+    }
+  }
+  for (; j < count; ++j) dst[j * stride] += src[j];
+}
+
 }  // namespace
 
 void im2col_block(const Conv2dShape& s, const float* image, const ColumnBlock& block,
@@ -98,11 +125,8 @@ void col2im_block(const Conv2dShape& s, const float* x_col, const ColumnBlock& b
   for_each_block_row(s, image, block, [&](int64_t row_out, float* in_row, TapRange taps) {
     // A padding row, or a kernel column that reads only padding: its gradient goes nowhere.
     if (in_row == nullptr || taps.ow_begin == taps.ow_end) return;
-    const float* col = x_col + row_out;
-    float* dst = in_row + taps.ow_begin * stride + taps.iw_offset;
-    for (int64_t ow = taps.ow_begin; ow < taps.ow_end; ++ow) {
-      dst[(ow - taps.ow_begin) * stride] += col[ow];
-    }
+    scatter_add_strided(x_col + row_out + taps.ow_begin, stride, taps.ow_end - taps.ow_begin,
+                        in_row + taps.ow_begin * stride + taps.iw_offset);
   });
 }
 
