@@ -18,8 +18,11 @@
 namespace convgemm::bench {
 namespace {
 
-// X_col[(c, kh, kw), (oh, ow)] = image[c, ih, iw], 0 in the padding: one bounds check per element.
-void im2col_per_element(const Conv2dShape& s, const float* image, float* col) {
+// Calls visit(pixel) for every X_col entry of one image group in order, rows (c, kh, kw) then
+// columns (oh, ow), with the pixel's index in the image [C/G, H, W], or -1 in the padding: one
+// bounds check per element, as the classic loops do.
+template <class Visit>
+void for_each_entry(const Conv2dShape& s, Visit visit) {
   const int64_t C = s.in_channels / s.groups, H = s.in_height, W = s.in_width;
   const int64_t OH = s.out_height(), OW = s.out_width();
   for (int64_t c = 0; c < C; ++c) {
@@ -29,7 +32,7 @@ void im2col_per_element(const Conv2dShape& s, const float* image, float* col) {
           const int64_t ih = oh * s.stride_height - s.pad_top + kh * s.dilation_height;
           for (int64_t ow = 0; ow < OW; ++ow) {
             const int64_t iw = ow * s.stride_width - s.pad_left + kw * s.dilation_width;
-            *col++ = (ih >= 0 && ih < H && iw >= 0 && iw < W) ? image[(c * H + ih) * W + iw] : 0.0f;
+            visit(ih >= 0 && ih < H && iw >= 0 && iw < W ? (c * H + ih) * W + iw : -1);
           }
         }
       }
@@ -37,64 +40,59 @@ void im2col_per_element(const Conv2dShape& s, const float* image, float* col) {
   }
 }
 
-// The adjoint: image[c, ih, iw] += X_col[(c, kh, kw), (oh, ow)] for every in-image tap.
+void im2col_per_element(const Conv2dShape& s, const float* image, float* col) {
+  for_each_entry(s, [&](int64_t pixel) { *col++ = pixel >= 0 ? image[pixel] : 0.0f; });
+}
+
 void col2im_per_element(const Conv2dShape& s, const float* col, float* image) {
-  const int64_t C = s.in_channels / s.groups, H = s.in_height, W = s.in_width;
-  const int64_t OH = s.out_height(), OW = s.out_width();
-  for (int64_t c = 0; c < C; ++c) {
-    for (int64_t kh = 0; kh < s.kernel_height; ++kh) {
-      for (int64_t kw = 0; kw < s.kernel_width; ++kw) {
-        for (int64_t oh = 0; oh < OH; ++oh) {
-          const int64_t ih = oh * s.stride_height - s.pad_top + kh * s.dilation_height;
-          for (int64_t ow = 0; ow < OW; ++ow, ++col) {
-            const int64_t iw = ow * s.stride_width - s.pad_left + kw * s.dilation_width;
-            if (ih >= 0 && ih < H && iw >= 0 && iw < W) image[(c * H + ih) * W + iw] += *col;
-          }
-        }
-      }
-    }
+  for_each_entry(s, [&](int64_t pixel) {
+    if (pixel >= 0) image[pixel] += *col;
+    ++col;
+  });
+}
+
+// Calls step(in, out, g) for every image and group in order, with the offsets of the group's
+// input planes (x, dx) and output planes (y, dy).
+template <class Step>
+void for_each_image_group(const Conv2dShape& s, Step step) {
+  const int64_t G = s.groups, group_in = s.in_channels / G * s.in_height * s.in_width;
+  const int64_t group_out = s.gemm_m() * s.gemm_p();
+  for (int64_t image_group = 0; image_group < s.batch * G; ++image_group) {
+    step(image_group * group_in, image_group * group_out, image_group % G);
   }
 }
 
 void classic_forward(GemmLibrary library, const Conv2dShape& s, Tensors& io, float* col) {
-  const int64_t G = s.groups, M = s.gemm_m(), K = s.gemm_k(), P = s.gemm_p();
-  const int64_t image_in = s.in_channels * s.in_height * s.in_width, group_in = image_in / G;
-  for (int64_t n = 0; n < s.batch; ++n) {
-    for (int64_t g = 0; g < G; ++g) {
-      im2col_per_element(s, io.x.data() + n * image_in + g * group_in, col);
-      float* y = io.y.data() + (n * G + g) * M * P;
-      library_sgemm(library, false, false, M, P, K, io.w.data() + g * M * K, K, col, P, 0.0f, y, P);
-      for (int64_t m = 0; m < M; ++m) {
-        const float bias = io.bias[size_t(g * M + m)];
-        for (int64_t p = 0; p < P; ++p) y[m * P + p] += bias;
-      }
+  const int64_t M = s.gemm_m(), K = s.gemm_k(), P = s.gemm_p();
+  for_each_image_group(s, [&](int64_t in, int64_t out, int64_t g) {
+    im2col_per_element(s, io.x.data() + in, col);
+    float* y = io.y.data() + out;
+    library_sgemm(library, false, false, M, P, K, io.w.data() + g * M * K, K, col, P, 0.0f, y, P);
+    for (int64_t m = 0; m < M; ++m) {
+      const float bias = io.bias[size_t(g * M + m)];
+      for (int64_t p = 0; p < P; ++p) y[m * P + p] += bias;
     }
-  }
+  });
 }
 
 void classic_backward_data(GemmLibrary library, const Conv2dShape& s, Tensors& io, float* col) {
-  const int64_t G = s.groups, M = s.gemm_m(), K = s.gemm_k(), P = s.gemm_p();
-  const int64_t image_in = s.in_channels * s.in_height * s.in_width, group_in = image_in / G;
+  const int64_t M = s.gemm_m(), K = s.gemm_k(), P = s.gemm_p();
   std::fill(io.dx.begin(), io.dx.end(), 0.0f);
-  for (int64_t n = 0; n < s.batch; ++n) {
-    for (int64_t g = 0; g < G; ++g) {
-      library_sgemm(library, true, false, K, P, M, io.w.data() + g * M * K, K,
-                    io.dy.data() + (n * G + g) * M * P, P, 0.0f, col, P);
-      col2im_per_element(s, col, io.dx.data() + n * image_in + g * group_in);
-    }
-  }
+  for_each_image_group(s, [&](int64_t in, int64_t out, int64_t g) {
+    library_sgemm(library, true, false, K, P, M, io.w.data() + g * M * K, K, io.dy.data() + out, P,
+                  0.0f, col, P);
+    col2im_per_element(s, col, io.dx.data() + in);
+  });
 }
 
 void classic_backward_weights(GemmLibrary library, const Conv2dShape& s, Tensors& io, float* col) {
-  const int64_t G = s.groups, M = s.gemm_m(), K = s.gemm_k(), P = s.gemm_p();
-  const int64_t image_in = s.in_channels * s.in_height * s.in_width, group_in = image_in / G;
-  for (int64_t n = 0; n < s.batch; ++n) {
-    for (int64_t g = 0; g < G; ++g) {
-      im2col_per_element(s, io.x.data() + n * image_in + g * group_in, col);
-      library_sgemm(library, false, true, M, K, P, io.dy.data() + (n * G + g) * M * P, P, col, P,
-                    n == 0 ? 0.0f : 1.0f, io.dw.data() + g * M * K, K);
-    }
-  }
+  const int64_t M = s.gemm_m(), K = s.gemm_k(), P = s.gemm_p();
+  for_each_image_group(s, [&](int64_t in, int64_t out, int64_t g) {
+    im2col_per_element(s, io.x.data() + in, col);
+    const bool first_image = in < s.in_channels * s.in_height * s.in_width;
+    library_sgemm(library, false, true, M, K, P, io.dy.data() + out, P, col, P,
+                  first_image ? 0.0f : 1.0f, io.dw.data() + g * M * K, K);
+  });
   for (int64_t o = 0; o < s.out_channels; ++o) {
     double sum = 0.0;
     for (int64_t n = 0; n < s.batch; ++n) {

@@ -504,20 +504,17 @@ std::string targets(const std::vector<Row>& rows, const std::vector<int>& thread
 
   for (const Pass pass : kPasses) {
     const auto depthwise = [&](const Row& r) { return r.depthwise() && r.c->pass == pass; };
-    text << verdict(
-        std::string(short_pass(pass)) + ", depthwise: x oneDNN blocked >= 1.0 (worst)",
-        with_threshold(
-            worst(
-                depthwise, [](const Row& r) { return r.ratio(0, r.onednn_blocked); }, true),
-            1.0),
-        true);
-    text << verdict(
-        std::string(short_pass(pass)) + ", depthwise: x oneDNN nchw >= 10 (worst)",
-        with_threshold(
-            worst(
-                depthwise, [](const Row& r) { return r.ratio(0, r.onednn_plain); }, true),
-            10.0),
-        true);
+    const struct {
+      const char* name;
+      std::optional<double> Row::*peer;
+      double threshold;
+    } peers[] = {{"blocked", &Row::onednn_blocked, 1.0}, {"nchw", &Row::onednn_plain, 10.0}};
+    for (const auto& peer : peers) {
+      const auto ratio = [&](const Row& r) { return r.ratio(0, r.*peer.peer); };
+      text << verdict(std::string(short_pass(pass)) + ", depthwise: x oneDNN " + peer.name +
+                          " >= " + fixed(peer.threshold, 1) + " (worst)",
+                      with_threshold(worst(depthwise, ratio, true), peer.threshold), true);
+    }
   }
   const auto all = [](const Row&) { return true; };
   const auto mebibytes = [](const Row& r) -> std::optional<double> {
