@@ -395,7 +395,8 @@ std::string verdict(const std::string& target, const std::vector<Item>& items, b
 std::string thread_label(int threads) { return std::to_string(threads) + "T"; }
 
 // The performance targets of issue 7, each with what this run measured.
-std::string targets(const std::vector<Row>& rows, const std::vector<int>& thread_counts) {
+std::string targets(const std::vector<Row>& rows, const std::vector<int>& thread_counts,
+                    const std::map<int, double>& peaks) {
   std::ostringstream text;
   text << "Targets (dense = geometric mean over the dense layers; T = threads):\n";
   const int most = thread_counts.empty() ? 1 : thread_counts.back();
@@ -469,7 +470,12 @@ std::string targets(const std::vector<Row>& rows, const std::vector<int>& thread
         true);
   }
 
-  // Batch 1: the most threads against one thread, layer by layer.
+  // Batch 1: the most threads against one thread, layer by layer; beside it what the machine
+  // itself gave in this run (a shared machine may not give a second core in full).
+  if (peaks.contains(1) && peaks.contains(most) && most > 1) {
+    text << "  (the FMA probe itself: " << thread_label(most) << " = "
+         << fixed(peaks.at(most) / peaks.at(1), 2) << "x 1T in this run)\n";
+  }
   for (int b = 0; b < kBackendCount && most > 1; ++b) {
     for (const Pass pass : kPasses) {
       std::optional<Item> slowest;
@@ -569,7 +575,7 @@ bool write_summary(const std::vector<Case>& cases,
       << "; '~' = that batch-1 rate applied to batch N).\n\n";
   text << case_table(rows) << "\n"
        << dense_table(rows, options.thread_counts) << "\n"
-       << targets(rows, options.thread_counts);
+       << targets(rows, options.thread_counts, peaks);
   std::cout << "\n" << text.str() << std::flush;
   if (options.directory.empty()) return true;
 
