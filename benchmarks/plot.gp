@@ -23,7 +23,7 @@ set key above horizontal
 set bmargin 6
 
 passes = "forward backward_data backward_weights"
-set multiplot layout 3,1 title "convgemm vs naive, SGEMM roofline and oneDNN   ".subtitle \
+set multiplot layout 3,1 title "convgemm on both GEMM backends vs the classic composition, naive, the roofline and oneDNN   ".subtitle \
     ."\nFLOPs = 2*N*O*OH*OW*(C/G)*KH*KW per pass, padding taps included"
 do for [i = 0:2] {
   set title word(passes, i + 1)
