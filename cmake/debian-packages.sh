@@ -3,14 +3,17 @@
 #   cmake/debian-packages.sh          the library with every optional component (the oneDNN GEMM
 #                                     backend, the MPI component), its tests and examples
 #   cmake/debian-packages.sh --bench  also the plot tool of the benchmark suite
+#   cmake/debian-packages.sh --ci     also QEMU's user-mode emulator, which CI uses to run the
+#                                     kernels' baseline (non-AVX2) variants
 # Uses sudo when not run as root; does nothing (and needs no network) when all are installed.
 set -eu
 
 packages="build-essential cmake libopenblas-dev libtbb-dev libgtest-dev libgmock-dev libbenchmark-dev"
 packages="$packages libdnnl-dev libopenmpi-dev openmpi-bin"
-if [ "${1:-}" = "--bench" ]; then
-  packages="$packages gnuplot-nox"
-fi
+case "${1:-}" in
+  --bench) packages="$packages gnuplot-nox" ;;
+  --ci) packages="$packages qemu-user" ;;
+esac
 
 missing=""
 for package in $packages; do
