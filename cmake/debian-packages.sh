@@ -3,16 +3,19 @@
 #   cmake/debian-packages.sh          the library with every optional component (the oneDNN GEMM
 #                                     backend, the MPI component), its tests and examples
 #   cmake/debian-packages.sh --bench  also the plot tool of the benchmark suite
-#   cmake/debian-packages.sh --ci     also QEMU's user-mode emulator, which CI uses to run the
-#                                     kernels' baseline (non-AVX2) variants
+#   cmake/debian-packages.sh --ci     also what CI needs besides: QEMU's user-mode emulator (the
+#                                     suites on emulated CPUs) and debootstrap (the stage that
+#                                     starts from a bare Debian root)
 # Uses sudo when not run as root; does nothing (and needs no network) when all are installed.
 set -eu
 
 packages="build-essential cmake libopenblas-dev libtbb-dev libgtest-dev libgmock-dev libbenchmark-dev"
-packages="$packages libdnnl-dev libopenmpi-dev openmpi-bin"
+# Debian's oneDNN is built with the OpenCL GPU runtime: its CMake config requires OpenCL's
+# development files, which libdnnl-dev only recommends (and recommends are not installed here).
+packages="$packages libdnnl-dev ocl-icd-opencl-dev libopenmpi-dev openmpi-bin"
 case "${1:-}" in
   --bench) packages="$packages gnuplot-nox" ;;
-  --ci) packages="$packages qemu-user" ;;
+  --ci) packages="$packages qemu-user debootstrap" ;;
 esac
 
 missing=""
