@@ -17,7 +17,6 @@ constexpr int64_t kLanes = 8;
 // Eight floats in one GCC vector: one AVX register in the x86-64-v3 clone, two SSE registers in
 // the baseline one. memcpy keeps unaligned loads and stores well-defined.
 using Vec8 = float __attribute__((vector_size(kLanes * sizeof(float))));
-using Lanes8 = int32_t __attribute__((vector_size(kLanes * sizeof(int32_t))));
 
 // Loads and stores go through references: returning a vector by value would change the ABI
 // between the two clones (GCC's -Wpsabi), and everything here is inlined anyway.
@@ -47,20 +46,20 @@ using Lanes8 = int32_t __attribute__((vector_size(kLanes * sizeof(int32_t))));
 // find for the one-step shuffle (two vpermd with index vectors from memory and a blend).
 [[gnu::always_inline]] inline void deinterleave(const Vec8& a, const Vec8& b, Vec8& even,
                                                 Vec8& odd) {
-  const Vec8 even_pairs = __builtin_shuffle(a, b, Lanes8{0, 2, 8, 10, 4, 6, 12, 14});
-  const Vec8 odd_pairs = __builtin_shuffle(a, b, Lanes8{1, 3, 9, 11, 5, 7, 13, 15});
-  even = __builtin_shuffle(even_pairs, Lanes8{0, 1, 4, 5, 2, 3, 6, 7});
-  odd = __builtin_shuffle(odd_pairs, Lanes8{0, 1, 4, 5, 2, 3, 6, 7});
+  const Vec8 even_pairs = __builtin_shufflevector(a, b, 0, 2, 8, 10, 4, 6, 12, 14);
+  const Vec8 odd_pairs = __builtin_shufflevector(a, b, 1, 3, 9, 11, 5, 7, 13, 15);
+  even = __builtin_shufflevector(even_pairs, even_pairs, 0, 1, 4, 5, 2, 3, 6, 7);
+  odd = __builtin_shufflevector(odd_pairs, odd_pairs, 0, 1, 4, 5, 2, 3, 6, 7);
 }
 
 // The inverse: 16 consecutive floats alternating even[0], odd[0], even[1], ... as (low, high),
 // by unpacking within 128-bit lanes and then swapping lanes.
 [[gnu::always_inline]] inline void interleave(const Vec8& even, const Vec8& odd, Vec8& low,
                                               Vec8& high) {
-  const Vec8 first = __builtin_shuffle(even, odd, Lanes8{0, 8, 1, 9, 4, 12, 5, 13});
-  const Vec8 second = __builtin_shuffle(even, odd, Lanes8{2, 10, 3, 11, 6, 14, 7, 15});
-  low = __builtin_shuffle(first, second, Lanes8{0, 1, 2, 3, 8, 9, 10, 11});
-  high = __builtin_shuffle(first, second, Lanes8{4, 5, 6, 7, 12, 13, 14, 15});
+  const Vec8 first = __builtin_shufflevector(even, odd, 0, 8, 1, 9, 4, 12, 5, 13);
+  const Vec8 second = __builtin_shufflevector(even, odd, 2, 10, 3, 11, 6, 14, 7, 15);
+  low = __builtin_shufflevector(first, second, 0, 1, 2, 3, 8, 9, 10, 11);
+  high = __builtin_shufflevector(first, second, 4, 5, 6, 7, 12, 13, 14, 15);
 }
 
 // A zero-padded copy of a plane: logical element [r][c] = plane[r + row_origin][c +

@@ -48,7 +48,6 @@ namespace {
 // Four floats: one SSE register, which every x86-64 CPU has (the library is built without
 // -march); GCC turns the shuffle below into a single shufps.
 using Vec4 = float __attribute__((vector_size(4 * sizeof(float))));
-using Index4 = int32_t __attribute__((vector_size(4 * sizeof(int32_t))));
 
 // dst[j] = src[j * stride] for j < count. Stride 2 (the common strided convolution) takes four
 // outputs from eight loaded floats with one shuffle instead of four scalar copies; it loads only
@@ -60,7 +59,7 @@ void gather_strided(const float* src, int64_t stride, int64_t count, float* dst)
       Vec4 low, high;
       __builtin_memcpy(&low, src + 2 * j, sizeof low);
       __builtin_memcpy(&high, src + 2 * j + 4, sizeof high);
-      const Vec4 even = __builtin_shuffle(low, high, Index4{0, 2, 4, 6});
+      const Vec4 even = __builtin_shufflevector(low, high, 0, 2, 4, 6);
       __builtin_memcpy(dst + j, &even, sizeof even);
     }
   }
@@ -83,10 +82,10 @@ void scatter_add_strided(const float* src, int64_t stride, int64_t count, float*
       __builtin_memcpy(&low, dst + 2 * j, sizeof low);
       __builtin_memcpy(&high, dst + 2 * j + 4, sizeof high);
       __builtin_memcpy(&add, src + j, sizeof add);
-      const Vec4 even = __builtin_shuffle(low, high, Index4{0, 2, 4, 6}) + add;
-      const Vec4 odd = __builtin_shuffle(low, high, Index4{1, 3, 5, 7});
-      low = __builtin_shuffle(even, odd, Index4{0, 4, 1, 5});
-      high = __builtin_shuffle(even, odd, Index4{2, 6, 3, 7});
+      const Vec4 even = __builtin_shufflevector(low, high, 0, 2, 4, 6) + add;
+      const Vec4 odd = __builtin_shufflevector(low, high, 1, 3, 5, 7);
+      low = __builtin_shufflevector(even, odd, 0, 4, 1, 5);
+      high = __builtin_shufflevector(even, odd, 2, 6, 3, 7);
       __builtin_memcpy(dst + 2 * j, &low, sizeof low);
       __builtin_memcpy(dst + 2 * j + 4, &high, sizeof high);
     }
