@@ -1,5 +1,6 @@
 # Compiler warnings and sanitizers for the project's own targets, PRIVATE so that consumers of
-# the installed library never inherit them. Switched by CONVGEMM_WERROR and CONVGEMM_SANITIZE.
+# the installed library never inherit them. Switched by CONVGEMM_WERROR, CONVGEMM_SANITIZE and
+# CONVGEMM_BUILD_FUZZERS.
 include_guard(GLOBAL)
 
 function(convgemm_target_options target)
@@ -13,5 +14,9 @@ function(convgemm_target_options target)
               -fno-omit-frame-pointer)
     target_compile_options(${target} PRIVATE ${flags})
     target_link_options(${target} PRIVATE ${flags})
+  endif()
+  if(CONVGEMM_BUILD_FUZZERS)
+    # libFuzzer's coverage instrumentation (the fuzz executables link the fuzzer itself).
+    target_compile_options(${target} PRIVATE -fsanitize=fuzzer-no-link)
   endif()
 endfunction()

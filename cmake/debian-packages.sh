@@ -3,9 +3,11 @@
 #   cmake/debian-packages.sh          the library with every optional component (the oneDNN GEMM
 #                                     backend, the MPI component), its tests and examples
 #   cmake/debian-packages.sh --bench  also the plot tool of the benchmark suite
+#   cmake/debian-packages.sh --fuzz   also clang and its runtimes, libFuzzer's among them
+#                                     (tests/fuzz/run)
 #   cmake/debian-packages.sh --ci     also what CI needs besides: QEMU's user-mode emulator (the
-#                                     suites on emulated CPUs) and debootstrap (the stage that
-#                                     starts from a bare Debian root)
+#                                     suites on emulated CPUs), debootstrap (the stage that
+#                                     starts from a bare Debian root) and the --fuzz packages
 # Uses sudo when not run as root; does nothing (and needs no network) when all are installed.
 set -eu
 
@@ -15,7 +17,8 @@ packages="build-essential cmake libopenblas-dev libtbb-dev libgtest-dev libgmock
 packages="$packages libdnnl-dev ocl-icd-opencl-dev libopenmpi-dev openmpi-bin"
 case "${1:-}" in
   --bench) packages="$packages gnuplot-nox" ;;
-  --ci) packages="$packages qemu-user debootstrap" ;;
+  --fuzz) packages="$packages clang libclang-rt-14-dev" ;;
+  --ci) packages="$packages qemu-user debootstrap clang libclang-rt-14-dev" ;;
 esac
 
 missing=""

@@ -46,8 +46,9 @@ inline int64_t checked_add(int64_t a, int64_t b, std::string_view what) {
   return sum;
 }
 
-// Floor and ceiling division by a positive divisor, correct for negative numerators.
-inline int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
-inline int64_t ceil_div(int64_t a, int64_t b) { return a >= 0 ? (a + b - 1) / b : -((-a) / b); }
+// Floor and ceiling division by a positive divisor, correct for negative numerators and free of
+// overflow for every int64_t pair (no a + b - 1: a stride may be as large as 2^63 - 1).
+inline int64_t floor_div(int64_t a, int64_t b) { return a / b - (a % b != 0 && a < 0); }
+inline int64_t ceil_div(int64_t a, int64_t b) { return a / b + (a % b != 0 && a > 0); }
 
 }  // namespace convgemm::detail

@@ -27,6 +27,34 @@ void validate_output_padding(const char* field, int64_t output_padding, const ch
   }
 }
 
+// transposed_size() without overflow: the growing terms with checked arithmetic, then the
+// paddings subtracted with an overflow check.
+void validate_transposed_size(const char* out_name, const char* in_name, int64_t in,
+                              const char* kernel_name, int64_t kernel, int64_t stride,
+                              int64_t dilation, int64_t pad_begin, int64_t pad_end,
+                              int64_t output_padding) {
+  // Appended piece by piece: GCC 12 warns falsely (-Wrestrict) on chains of operator+.
+  std::string strided = "(";
+  strided += in_name;
+  strided += " - 1) * stride";
+  std::string dilated = "dilation * (";
+  dilated += kernel_name;
+  dilated += " - 1)";
+  const int64_t grown = detail::checked_add(
+      detail::checked_add(detail::checked_mul(in - 1, stride, strided),
+                          detail::checked_mul(dilation, kernel - 1, dilated), out_name),
+      output_padding, out_name);
+  // grown - pad_begin cannot overflow (both are >= 0); the second subtraction and the + 1 can.
+  int64_t unpadded = 0;
+  if (__builtin_sub_overflow(grown - pad_begin, pad_end, &unpadded)) {
+    detail::fail_message(std::string(out_name) + " must be >= 1: the paddings (" +
+                         std::to_string(pad_begin) + " + " + std::to_string(pad_end) +
+                         ") exceed the size before padding (" + std::to_string(grown) + " + 1)");
+  }
+  const int64_t out = detail::checked_add(unpadded, 1, out_name);
+  if (out < 1) detail::fail(out_name, out, "must be >= 1");
+}
+
 // Our fields, under the same names, in a Conv2dShape: for the shared field rules and descriptor
 // (it is not the equivalent convolution: see as_convolution()).
 Conv2dShape same_fields(const ConvTranspose2dShape& t) {
@@ -84,13 +112,12 @@ void ConvTranspose2dShape::validate() const {
                           stride_height, "dilation_height", dilation_height);
   validate_output_padding("output_padding_width", output_padding_width, "stride_width",
                           stride_width, "dilation_width", dilation_width);
-  // Sizes before the products: (in - 1) * stride and dilation * (kernel - 1) must not overflow.
-  detail::checked_mul(in_height - 1, stride_height, "(in_height - 1) * stride_height");
-  detail::checked_mul(in_width - 1, stride_width, "(in_width - 1) * stride_width");
-  detail::checked_mul(kernel_height - 1, dilation_height, "dilation_height * (kernel_height - 1)");
-  detail::checked_mul(kernel_width - 1, dilation_width, "dilation_width * (kernel_width - 1)");
-  if (out_height() < 1) detail::fail("out_height", out_height(), "must be >= 1");
-  if (out_width() < 1) detail::fail("out_width", out_width(), "must be >= 1");
+  // The output size, every step checked, before anything calls out_height() / out_width().
+  validate_transposed_size("out_height", "in_height", in_height, "kernel_height", kernel_height,
+                           stride_height, dilation_height, pad_top, pad_bottom,
+                           output_padding_height);
+  validate_transposed_size("out_width", "in_width", in_width, "kernel_width", kernel_width,
+                           stride_width, dilation_width, pad_left, pad_right, output_padding_width);
   // The rest (products, BLAS range) are the equivalent convolution's rules; its only relaxed
   // rule is the trimmed end padding, so check it with that padding put back.
   Conv2dShape conv = as_convolution();

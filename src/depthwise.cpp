@@ -73,6 +73,22 @@ void scatter(const Conv2dShape& s, const float* dy_plane, const float* filter, f
 
 }  // namespace
 
+bool depthwise_scratch_is_modest(const Conv2dShape& s) {
+  // Upper bounds of the three geometries below, in double so that extreme fields (a stride or
+  // dilation near 2^63) cannot overflow while they are estimated.
+  const double OH = double(s.out_height()), OW = double(s.out_width());
+  const double H = double(s.in_height), W = double(s.in_width);
+  const double eh = double(s.kernel_height - 1) * double(s.dilation_height) + 1;
+  const double ew = double(s.kernel_width - 1) * double(s.dilation_width) + 1;
+  double floats = ((OH - 1) * double(s.stride_height) + eh) *
+                  ((OW + kLanes) * double(s.stride_width) + ew);  // forward
+  floats = std::max(floats, (H + eh) * (W + kLanes + ew));        // stride-1 gather
+  floats = std::max(floats, ((H + double(s.pad_top)) / 2 + double(s.kernel_height) + 1) *
+                                (W + double(s.pad_left) + double(s.kernel_width) + 4 * kLanes));
+  constexpr double kSlackFloats = 4096;  // small planes: a few vectors of padding are fine
+  return floats <= 4 * (H * W + OH * OW) + kSlackFloats;
+}
+
 int64_t depthwise_scratch_floats(const Conv2dShape& s) {
   const PaddedPlane forward = forward_geometry(s);
   int64_t floats = forward.scratch_floats();

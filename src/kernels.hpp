@@ -74,6 +74,11 @@ namespace convgemm::detail {
 // Planes are [H, W] for x/dx and [OH, OW] for y/dy; a filter is [KH, KW]. `scratch` holds
 // depthwise_scratch_floats(shape) floats (a zero-padded copy of one plane).
 int64_t depthwise_scratch_floats(const Conv2dShape& shape);
+// Whether that copy stays within a few times the planes it is made from. Extreme strides,
+// dilations or paddings would make it huge (its width grows with the stride times the vector
+// length and with the dilated kernel); such shapes take the GEMM path instead, whose im2col
+// skips the padding without storing it. A rule on the shape only.
+bool depthwise_scratch_is_modest(const Conv2dShape& shape);
 
 // y_plane = bias + sum over (kh, kw) of filter[kh, kw] * the shifted input plane (bias may be
 // null; with accumulate the sum is added to y_plane).

@@ -58,7 +58,7 @@ Blocking blocking_for_budget(const Conv2dShape& s, int64_t budget_floats, int64_
   b.pointwise = is_pointwise(s);
   // A pointwise depthwise shape stays on the in-place GEMM path: no scratch at all beats the
   // direct kernels' padded copy for a per-channel scaling.
-  b.depthwise = s.in_channels == s.groups && !b.pointwise;
+  b.depthwise = s.in_channels == s.groups && !b.pointwise && depthwise_scratch_is_modest(s);
 
   auto rows_within_budget = [&](int64_t x_col_rows) {
     const int64_t rows = std::max(budget_floats / (x_col_rows * OW), ceil_div(min_columns, OW));

@@ -21,8 +21,16 @@ int64_t output_size(int64_t in, int64_t pad_begin, int64_t pad_end, int64_t kern
 
 // The axis checks shared by both axes; names come in as arguments so messages say which axis.
 void validate_axis(const char* out_name, const char* in_name, int64_t in, const char* kernel_name,
-                   int64_t kernel, int64_t pad_begin, int64_t pad_end, int64_t dilation) {
-  const int64_t padded = checked_add(checked_add(in, pad_begin, in_name), pad_end, in_name);
+                   int64_t kernel, const char* pad_names, int64_t pad_begin, int64_t pad_end,
+                   const char* stride_name, int64_t stride, const char* dilation_name,
+                   int64_t dilation) {
+  const std::string bound = "must be <= 2^60 = " + std::to_string(Conv2dShape::kMaxCoordinate) +
+                            ", the largest coordinate";
+  if (stride > Conv2dShape::kMaxCoordinate) detail::fail(stride_name, stride, bound);
+  if (dilation > Conv2dShape::kMaxCoordinate) detail::fail(dilation_name, dilation, bound);
+  const std::string padded_name = std::string(in_name) + " + " + pad_names;
+  const int64_t padded = checked_add(checked_add(in, pad_begin, padded_name), pad_end, padded_name);
+  if (padded > Conv2dShape::kMaxCoordinate) detail::fail(padded_name, padded, bound);
   const int64_t extent =
       checked_add(checked_mul(dilation, kernel - 1, kernel_name), 1, kernel_name);
   if (extent > padded) {
@@ -109,10 +117,12 @@ Conv2dShape& Conv2dShape::set_same_padding() {
 
 void Conv2dShape::validate() const {
   detail::validate_fields(*this);
-  validate_axis("out_height", "in_height", in_height, "kernel_height", kernel_height, pad_top,
-                pad_bottom, dilation_height);
-  validate_axis("out_width", "in_width", in_width, "kernel_width", kernel_width, pad_left,
-                pad_right, dilation_width);
+  validate_axis("out_height", "in_height", in_height, "kernel_height", kernel_height,
+                "pad_top + pad_bottom", pad_top, pad_bottom, "stride_height", stride_height,
+                "dilation_height", dilation_height);
+  validate_axis("out_width", "in_width", in_width, "kernel_width", kernel_width,
+                "pad_left + pad_right", pad_left, pad_right, "stride_width", stride_width,
+                "dilation_width", dilation_width);
 
   // Every product that sizes a buffer or a GEMM, so that the getters may multiply freely.
   constexpr int64_t kFloatBytes = sizeof(float);

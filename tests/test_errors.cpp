@@ -213,14 +213,46 @@ TEST(Errors, SizeProductsThatOverflowInt64AreRefused) {
   Conv2dShape output{.batch = kHuge, .out_channels = kHuge};
   expect_every_entry_point_throws(output, "output size overflows int64");
   Conv2dShape padded{.pad_top = kMax};  // in_height + pad_top
-  expect_every_entry_point_throws(padded, "in_height overflows int64");
-  Conv2dShape dilated{.in_height = 4, .kernel_height = 3, .dilation_height = kMax};
+  expect_every_entry_point_throws(padded, "in_height + pad_top + pad_bottom overflows int64");
+  // dilation * (kernel - 1) = 15 * 2^60, from a dilation within the coordinate bound.
+  Conv2dShape dilated{.in_height = 4, .kernel_height = 16, .dilation_height = int64_t{1} << 60};
   expect_every_entry_point_throws(dilated, "kernel_height overflows int64");
   Conv2dShape plane{.in_height = int64_t{1} << 32, .in_width = int64_t{1} << 32};
   expect_every_entry_point_throws(plane, "in_height * in_width overflows int64");
 
   ConvTranspose2dShape transposed{.in_height = int64_t{1} << 62, .stride_height = 4};
   EXPECT_THAT([&] { transposed.validate(); }, throws_naming("overflows int64"));
+}
+
+TEST(Errors, CoordinatesBeyondTwoToTheSixtyAreRefused) {
+  // The shape: stride_width = 2^63 - 1 once overflowed in im2col's tap range.
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+  const int64_t bound = Conv2dShape::kMaxCoordinate;
+  Conv2dShape strided{.in_channels = 4,
+                      .in_height = 5,
+                      .in_width = 3,
+                      .kernel_height = 4,
+                      .stride_height = 3,
+                      .stride_width = kMax,
+                      .pad_top = 3,
+                      .dilation_height = 2,
+                      .dilation_width = 2};
+  expect_every_entry_point_throws(
+      strided, "stride_width must be <= 2^60 = 1152921504606846976, the largest coordinate (got " +
+                   std::to_string(kMax) + ")");
+  expect_every_entry_point_throws(Conv2dShape{.stride_height = bound + 1}, "stride_height");
+  expect_every_entry_point_throws(Conv2dShape{.dilation_width = kMax}, "dilation_width");
+  expect_every_entry_point_throws(Conv2dShape{.in_width = 3, .pad_left = bound, .pad_right = 0},
+                                  "in_width + pad_left + pad_right must be <= 2^60");
+  // The bound itself is accepted.
+  EXPECT_NO_THROW((Conv2dShape{.stride_height = bound, .dilation_width = bound}.validate()));
+  EXPECT_NO_THROW((Conv2dShape{
+      .in_width = 1, .kernel_width = 2, .pad_left = bound - 1, .dilation_width = bound - 1}
+                       .validate()));  // padded extent 2^60, one output column
+  ConvTranspose2dShape transposed{.stride_width = bound + 1};
+  EXPECT_THAT([&] { transposed.validate(); }, throws_naming("stride_width must be <= 2^60"));
+  ConvTranspose2dShape dilated{.kernel_height = 2, .dilation_height = kMax};
+  EXPECT_THAT([&] { dilated.validate(); }, throws_naming("overflows int64"));
 }
 
 TEST(Errors, GemmDimensionsBeyondTheBlasIntegerAreRefused) {
