@@ -18,22 +18,7 @@ using convgemm::fuzz::expect_equal;
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
   convgemm::fuzz::FuzzInput in({data, size});
   Conv2dShape s;
-  s.batch = in.field();
-  s.in_channels = in.field();
-  s.in_height = in.field();
-  s.in_width = in.field();
-  s.out_channels = in.field();
-  s.kernel_height = in.field();
-  s.kernel_width = in.field();
-  s.stride_height = in.field();
-  s.stride_width = in.field();
-  s.pad_top = in.field();
-  s.pad_bottom = in.field();
-  s.pad_left = in.field();
-  s.pad_right = in.field();
-  s.dilation_height = in.field();
-  s.dilation_width = in.field();
-  s.groups = in.field();
+  convgemm::fuzz::read_shared_fields(in, s);
   const convgemm::Conv2dOptions options = in.options();
   try {
     s.validate();

@@ -54,24 +54,9 @@ std::vector<float> rounded(const std::vector<double>& v) { return {v.begin(), v.
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
   convgemm::fuzz::FuzzInput in({data, size});
   ConvTranspose2dShape t;
-  t.batch = in.field();
-  t.in_channels = in.field();
-  t.in_height = in.field();
-  t.in_width = in.field();
-  t.out_channels = in.field();
-  t.kernel_height = in.field();
-  t.kernel_width = in.field();
-  t.stride_height = in.field();
-  t.stride_width = in.field();
-  t.pad_top = in.field();
-  t.pad_bottom = in.field();
-  t.pad_left = in.field();
-  t.pad_right = in.field();
+  convgemm::fuzz::read_shared_fields(in, t);
   t.output_padding_height = in.field();
   t.output_padding_width = in.field();
-  t.dilation_height = in.field();
-  t.dilation_width = in.field();
-  t.groups = in.field();
   const convgemm::Conv2dOptions options = in.options();
   try {
     t.validate();

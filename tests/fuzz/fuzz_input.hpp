@@ -57,6 +57,17 @@ class FuzzInput {
   std::size_t next_ = 0;
 };
 
+// The fields Conv2dShape and ConvTranspose2dShape share, in their declaration order.
+template <class Shape>
+void read_shared_fields(FuzzInput& in, Shape& s) {
+  for (int64_t* field :
+       {&s.batch, &s.in_channels, &s.in_height, &s.in_width, &s.out_channels, &s.kernel_height,
+        &s.kernel_width, &s.stride_height, &s.stride_width, &s.pad_top, &s.pad_bottom, &s.pad_left,
+        &s.pad_right, &s.dilation_height, &s.dilation_width, &s.groups}) {
+    *field = in.field();
+  }
+}
+
 // Small enough to allocate every tensor and to run naive:: many times a second.
 inline bool is_tiny(int64_t input, int64_t weights, int64_t output, double flops) {
   constexpr int64_t kMaxElements = 4096;
