@@ -298,6 +298,23 @@ TEST(Errors, GemmBackendThatIsNotBuiltInIsRefused) {
               throws_naming("gemm_backend"));
 }
 
+TEST(Errors, AFailingOnednnGemmThrowsWithItsStatus) {
+  if (!gemm_backend_available(GemmBackend::onednn)) {
+    GTEST_SKIP() << "this build has no oneDNN backend";
+  }
+  // The plans never pass such arguments; a leading dimension below K is the one failure that a
+  // test can provoke on purpose, and it must surface as an exception, not as garbage in C.
+  std::vector<float> a(4, 1.0f), b(4, 1.0f), c(4, 0.0f);
+  EXPECT_THAT(
+      [&] {
+        detail::sgemm(detail::GemmLibrary::onednn, detail::Transpose::no, detail::Transpose::no,
+                      /*m=*/2, /*n=*/2, /*k=*/2, a.data(), /*lda=*/1, b.data(), /*ldb=*/2,
+                      /*beta=*/0.0f, c.data(), /*ldc=*/2);
+      },
+      ThrowsMessage<std::runtime_error>(
+          HasSubstr("dnnl_sgemm failed with status invalid_arguments")));
+}
+
 TEST(Errors, OutputPaddingMustBeBelowStrideOrDilation) {
   ConvTranspose2dShape t = good_transposed();
   t.output_padding_height = 2;  // stride 2, dilation 1
