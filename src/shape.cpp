@@ -101,9 +101,14 @@ Conv2dShape& Conv2dShape::set_padding(int64_t pad_h, int64_t pad_w) {
 
 Conv2dShape& Conv2dShape::set_same_padding() {
   // Total padding that makes out = ceil(in / stride); the odd tap goes to the end.
+  // (out - 1) * stride < in cannot overflow; the dilated kernel can, and throws by name.
   auto total = [](int64_t in, int64_t kernel, int64_t stride, int64_t dilation) {
+    if (in < 1 || kernel < 1 || stride < 1 || dilation < 1) {
+      return int64_t{0};  // validate() names the field later
+    }
     const int64_t out = detail::ceil_div(in, stride);
-    const int64_t needed = (out - 1) * stride + dilation * (kernel - 1) + 1 - in;
+    const int64_t dilated = checked_mul(dilation, kernel - 1, "dilation * (kernel - 1)");
+    const int64_t needed = checked_add((out - 1) * stride - in + 1, dilated, "'same' padding");
     return needed > 0 ? needed : int64_t{0};
   };
   const int64_t total_h = total(in_height, kernel_height, stride_height, dilation_height);

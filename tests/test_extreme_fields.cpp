@@ -2,6 +2,7 @@
 // found by the shape fuzzer (tests/fuzz) and kept here, at the largest values validate() accepts
 // (a stride or dilation of 2^60, a padded extent of 2^60), so that the ordinary suite, and its
 // sanitizer run, computes them against naive:: on every change.
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <random>
@@ -37,6 +38,22 @@ TEST(ExtremeFields, CeilAndFloorDivisionHoldAtTheInt64Limits) {
   EXPECT_EQ(detail::floor_div(-5, 2), -3);
   EXPECT_EQ(detail::ceil_div(-5, 2), -2);
   EXPECT_EQ(detail::ceil_div(5, 2), 3);
+}
+
+TEST(ExtremeFields, SamePaddingOnUnvalidatedFieldsLeavesTheRefusalToValidate) {
+  // set_same_padding() runs before validate(): a kernel of INT64_MIN once overflowed in
+  // kernel - 1 (found by the fuzzer; UBSan names it in the sanitized run).
+  constexpr int64_t kMin = std::numeric_limits<int64_t>::min();
+  Conv2dShape s{.kernel_height = kMin};
+  s.set_same_padding();
+  EXPECT_THAT([&] { s.validate(); }, ::testing::ThrowsMessage<std::invalid_argument>(
+                                         ::testing::HasSubstr("kernel_height")));
+  // A dilated kernel too wide for int64 is refused by the setter itself, by name.
+  Conv2dShape wide{
+      .in_height = 4, .kernel_height = 3, .dilation_height = std::numeric_limits<int64_t>::max()};
+  EXPECT_THAT([&] { wide.set_same_padding(); },
+              ::testing::ThrowsMessage<std::invalid_argument>(
+                  ::testing::HasSubstr("dilation * (kernel - 1) overflows int64")));
 }
 
 void expect_all_passes_match_naive(const Conv2dShape& s) {
