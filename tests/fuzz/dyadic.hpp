@@ -4,7 +4,6 @@
 // reduction) needs at most 17 significant bits: in float it is exact in any order, and the engine
 // must equal naive:: (which sums in double) bit for bit, not merely within a tolerance.
 
-#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <string>
