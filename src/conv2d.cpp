@@ -52,6 +52,7 @@ const Conv2dShape& Conv2d::shape() const { return impl_->plan.shape(); }
 const Conv2dOptions& Conv2d::options() const { return impl_->options; }
 std::size_t Conv2d::workspace_bytes() const { return impl_->plan.workspace_bytes(); }
 int Conv2d::num_threads() const { return impl_->plan.blocking().slots; }
+std::string Conv2d::describe() const { return impl_->plan.describe(); }
 
 void conv2d_forward(const Conv2dShape& shape, const float* x, const float* w, const float* bias,
                     float* y) {

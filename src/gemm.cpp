@@ -10,6 +10,7 @@
 #include <string>
 
 #include "check.hpp"
+#include "packed/micro_kernel.hpp"
 
 #if CONVGEMM_HAVE_ONEDNN
 #include <omp.h>
@@ -20,7 +21,16 @@
 namespace convgemm {
 
 bool gemm_backend_available(GemmBackend backend) {
-  return backend != GemmBackend::onednn || CONVGEMM_HAVE_ONEDNN;
+  switch (backend) {
+    case GemmBackend::onednn:
+      return CONVGEMM_HAVE_ONEDNN;
+    case GemmBackend::packed:
+      return detail::blis_micro_kernel() != nullptr;
+    case GemmBackend::automatic:
+    case GemmBackend::openblas:
+      return true;
+  }
+  return false;
 }
 
 }  // namespace convgemm
@@ -95,7 +105,8 @@ GemmLibrary resolve_gemm(GemmBackend requested, Pass pass) {
             "libdnnl-dev installed)");
       }
       return GemmLibrary::onednn;
-    case GemmBackend::automatic:
+    case GemmBackend::packed:     // the plan runs the packed driver; this is its fallback
+    case GemmBackend::automatic:  // (depthwise shapes and CPUs with BLIS's reference kernel)
       break;
   }
   // Measured here: dnnl_sgemm is faster on the forward and backward_data shapes, OpenBLAS on the

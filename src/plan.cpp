@@ -175,26 +175,96 @@ void Plan::AlignedDelete::operator()(float* p) const {
   ::operator delete[](p, kWorkspaceAlignment);
 }
 
-Plan::Plan(const Conv2dShape& shape, const Conv2dOptions& options)
+namespace {
+
+// The packed driver's kernel for a plan with these options, or nullptr for the explicit path:
+// GemmBackend::packed asks for it (std::invalid_argument naming gemm_backend when the library
+// was built without BLIS), automatic takes it when it is the configured default and BLIS has an
+// optimized kernel for this CPU (with only BLIS's reference kernel, OpenBLAS is faster).
+const MicroKernel* packed_kernel_for(const Conv2dOptions& options) {
+  const MicroKernel* kernel = blis_micro_kernel();
+  switch (options.gemm_backend) {
+    case GemmBackend::packed:
+      if (kernel == nullptr) {
+        fail_message(
+            "gemm_backend packed is not built into this library (configure it with "
+            "libblis-serial-dev installed)");
+      }
+      return kernel;
+    case GemmBackend::automatic:
+      return CONVGEMM_DEFAULT_PACKED && kernel != nullptr && kernel->optimized ? kernel : nullptr;
+    case GemmBackend::openblas:
+    case GemmBackend::onednn:
+      return nullptr;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+Engine choose_engine(const Conv2dShape& shape, const Conv2dOptions& options) {
+  int threads = options.num_threads > 0 ? options.num_threads : default_thread_count();
+  Engine engine;
+  engine.kernel = packed_kernel_for(options);
+  if (engine.kernel == nullptr) {
+    engine.blocking = choose_blocking(shape, options, threads);
+    return engine;
+  }
+  // The packed passes need none of the explicit path's column blocks; the depthwise direct
+  // kernels keep their own scratch.
+  Conv2dOptions uncapped = options;
+  uncapped.workspace_limit = 0;
+  engine.blocking = choose_blocking(shape, uncapped, threads);
+  if (engine.blocking.depthwise) {
+    engine.blocking = choose_blocking(shape, options, threads);
+    return engine;
+  }
+  engine.blocking.slot_floats = 0;
+  engine.blocking.partial_floats = 0;
+  engine.packed = choose_packed_blocking(shape, *engine.kernel, threads, options.block_bytes,
+                                         options.workspace_limit);
+  engine.blocking.slots = threads;
+  return engine;
+}
+
+Plan::Plan(const Conv2dShape& shape, const Conv2dOptions& options, const Engine& engine)
     : shape_(shape),
-      blocking_(choose_blocking(
-          shape, options, options.num_threads > 0 ? options.num_threads : default_thread_count())),
+      kernel_(engine.kernel),
+      blocking_(engine.blocking),
+      packed_(engine.packed),
       forward_gemm_(resolve_gemm(options.gemm_backend, Pass::forward)),
       backward_data_gemm_(resolve_gemm(options.gemm_backend, Pass::backward_data)),
       backward_weights_gemm_(resolve_gemm(options.gemm_backend, Pass::backward_weights)),
       pool_(blocking_.slots),
       slot_stride_(blocking_.slot_floats) {
-  if (slot_stride_ > 0 || blocking_.partial_floats > 0) {
-    const std::size_t floats =
-        static_cast<std::size_t>(slot_stride_) * blocking_.slots + blocking_.partial_floats;
+  const std::size_t floats = static_cast<std::size_t>(slot_stride_) * blocking_.slots +
+                             blocking_.partial_floats + packed_floats();
+  if (floats > 0) {
     workspace_.reset(
         static_cast<float*>(::operator new[](floats * sizeof(float), kWorkspaceAlignment)));
   }
 }
 
+std::size_t Plan::packed_floats() const {
+  if (!runs_packed()) return 0;
+  return static_cast<std::size_t>(packed_.packed_weight_floats) +
+         static_cast<std::size_t>(packed_.slot_floats) * blocking_.slots;
+}
+
 std::size_t Plan::workspace_bytes() const {
-  return (static_cast<std::size_t>(slot_stride_) * blocking_.slots + blocking_.partial_floats) *
+  return (static_cast<std::size_t>(slot_stride_) * blocking_.slots + blocking_.partial_floats +
+          packed_floats()) *
          sizeof(float);
+}
+
+std::string Plan::describe() const {
+  if (blocking_.depthwise) return "depthwise direct kernels";
+  if (runs_packed()) return describe_packed(*kernel_);
+  const auto name = [](GemmLibrary library) {
+    return library == GemmLibrary::onednn ? std::string("onednn") : std::string("openblas");
+  };
+  return "explicit im2col + sgemm (forward " + name(forward_gemm_) + ", backward_data " +
+         name(backward_data_gemm_) + ", backward_weights " + name(backward_weights_gemm_) + ")";
 }
 
 void Plan::forward(const float* x, const float* w, const float* bias, float* y, bool accumulate) {
@@ -210,6 +280,10 @@ void Plan::forward(const float* x, const float* w, const float* bias, float* y, 
                               bias != nullptr ? bias + o : nullptr, accumulate, y + (n * O + o) * P,
                               scratch(slot));
     });
+    return;
+  }
+  if (runs_packed()) {
+    packed_forward(s, *kernel_, packed_, pool_, x, w, bias, y, accumulate, packed_workspace());
     return;
   }
   const int64_t panels = blocking_.output_panels, per_panel = blocking_.outputs_per_panel;
@@ -265,6 +339,10 @@ void Plan::backward_data(const float* dy, const float* w, float* dx, bool accumu
     });
     return;
   }
+  if (runs_packed()) {
+    packed_backward_data(s, *kernel_, packed_, pool_, dy, w, dx, accumulate, packed_workspace());
+    return;
+  }
   if (blocking_.pointwise) {  // the GEMM writes dx itself, block by disjoint block
     pool_.run(images_groups * blocks,
               [&](int64_t task, int slot) { run_block(task / blocks, task % blocks, slot); });
@@ -308,6 +386,11 @@ void Plan::backward_weights(const float* x, const float* dy, float* dw, float* d
       depthwise_backward_weights_filter(s, x + o / M * HW, C * HW, dy + o * P, O * P, accumulate,
                                         dw + o * K, scratch(slot));
     });
+    if (dbias != nullptr) sum_channels(dy, O, P, dbias, accumulate);
+    return;
+  }
+  if (runs_packed()) {
+    packed_backward_weights(s, *kernel_, packed_, pool_, x, dy, dw, accumulate, packed_workspace());
     if (dbias != nullptr) sum_channels(dy, O, P, dbias, accumulate);
     return;
   }

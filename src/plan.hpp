@@ -27,10 +27,12 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "convgemm/conv2d.hpp"
 #include "convgemm/shape.hpp"
 #include "gemm.hpp"
+#include "packed/packed_conv.hpp"
 #include "parallel.hpp"
 
 namespace convgemm::detail {
@@ -76,11 +78,22 @@ Blocking choose_blocking(const Conv2dShape& shape, const Conv2dOptions& options,
 // Per-worker block size when the options leave it open: this machine's L2 cache size.
 std::size_t default_block_bytes();
 
+// What a plan runs on, decided once at construction: the packed driver (kernel != nullptr, with
+// its blocking) or the explicit im2col + BLAS path; depthwise shapes always take their direct
+// kernels (blocking.depthwise).
+struct Engine {
+  const MicroKernel* kernel = nullptr;
+  Blocking blocking;
+  PackedBlocking packed;
+};
+Engine choose_engine(const Conv2dShape& shape, const Conv2dOptions& options);
+
 class Plan {
  public:
   // `shape` must satisfy the kernels' preconditions (Conv2dShape::validate, or a transposed
   // shape's as_convolution() after ConvTranspose2dShape::validate).
-  Plan(const Conv2dShape& shape, const Conv2dOptions& options);
+  Plan(const Conv2dShape& shape, const Conv2dOptions& options)
+      : Plan(shape, options, choose_engine(shape, options)) {}
 
   void forward(const float* x, const float* w, const float* bias, float* y, bool accumulate);
   void backward_data(const float* dy, const float* w, float* dx, bool accumulate);
@@ -94,8 +107,15 @@ class Plan {
   const Conv2dShape& shape() const { return shape_; }
   const Blocking& blocking() const { return blocking_; }
   std::size_t workspace_bytes() const;
+  // One line per pass: which kernel and GEMM library it runs on (for traces and benchmarks).
+  std::string describe() const;
 
  private:
+  Plan(const Conv2dShape& shape, const Conv2dOptions& options, const Engine& engine);
+  bool runs_packed() const { return kernel_ != nullptr && !blocking_.depthwise; }
+  std::size_t packed_floats() const;  // the packed passes' workspace, after the explicit one
+  float* packed_workspace() { return workspace_.get() + blocking_.slots * slot_stride_; }
+
   float* scratch(int slot) { return workspace_.get() + slot * slot_stride_; }
   float* partials() { return workspace_.get() + blocking_.slots * slot_stride_; }
 
@@ -104,7 +124,9 @@ class Plan {
   };
 
   Conv2dShape shape_;
+  const MicroKernel* kernel_;
   Blocking blocking_;
+  PackedBlocking packed_;
   GemmLibrary forward_gemm_, backward_data_gemm_, backward_weights_gemm_;
   WorkerPool pool_;
   int64_t slot_stride_ = 0;  // floats, a whole number of cache lines so slots never share one

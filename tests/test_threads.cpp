@@ -2,6 +2,7 @@
 // bit; forward and backward_data because every output element has one owner), and BLAS kept
 // single-threaded inside the engine's tasks while the caller's own setting survives.
 #include <cblas.h>
+#include <dlfcn.h>
 #include <gtest/gtest.h>
 #include <tbb/global_control.h>
 
@@ -293,13 +294,25 @@ TEST_F(BlasThreads, LinkedBlasIsOpenBlas) {
   EXPECT_NE(config.find("OpenBLAS"), std::string::npos) << config;
 }
 
+TEST_F(BlasThreads, CblasSgemmIsOpenBlasNotBlis) {
+  // BLIS (linked for its micro-kernels) exports cblas_sgemm too; the explicit path must get
+  // OpenBLAS's, which a wrong link order would silently replace by BLIS's (linked statically,
+  // it would then live in this executable itself).
+  Dl_info info{};
+  ASSERT_NE(dladdr(reinterpret_cast<void*>(&cblas_sgemm), &info), 0);
+  ASSERT_NE(info.dli_fname, nullptr);
+  EXPECT_NE(std::string(info.dli_fname).find("openblas"), std::string::npos) << info.dli_fname;
+}
+
 TEST_F(BlasThreads, EngineRunsBlasSingleThreadedAndRestoresTheCallersSetting) {
   openblas_set_num_threads(2);
   ASSERT_EQ(openblas_get_num_threads(), 2) << "this OpenBLAS cannot run 2 threads";
   const Case c = cases()[1];
   detail::reset_gemm_counters();
-  run_all(c.shape, {.num_threads = 2, .block_bytes = c.block_bytes});
-  run_all(cases()[5].shape, {.num_threads = 2});  // pointwise: no im2col
+  // The explicit path: the only one on which OpenBLAS runs.
+  constexpr GemmBackend kExplicit = GemmBackend::openblas;
+  run_all(c.shape, {.num_threads = 2, .block_bytes = c.block_bytes, .gemm_backend = kExplicit});
+  run_all(cases()[5].shape, {.num_threads = 2, .gemm_backend = kExplicit});  // pointwise: no im2col
   const ConvTranspose2dShape t{.batch = 2,
                                .in_channels = 6,
                                .in_height = 5,
@@ -315,7 +328,7 @@ TEST_F(BlasThreads, EngineRunsBlasSingleThreadedAndRestoresTheCallersSetting) {
   const Tensor dy = test::random_tensor(rng, t.output_elements());
   Tensor y(std::size_t(t.output_elements())), dx(std::size_t(t.input_elements()));
   Tensor dw(std::size_t(t.weight_elements())), dbias(std::size_t(t.out_channels));
-  ConvTranspose2d transposed(t, {.num_threads = 2});
+  ConvTranspose2d transposed(t, {.num_threads = 2, .gemm_backend = kExplicit});
   transposed.forward(x.data(), w.data(), nullptr, y.data());
   transposed.backward_data(dy.data(), w.data(), dx.data());
   transposed.backward_weights(x.data(), dy.data(), dw.data(), dbias.data());
@@ -351,7 +364,9 @@ TEST_F(BlasThreads, ConcurrentPlansRestoreTheSettingWhenTheLastOneReturns) {
     callers.emplace_back([i] {
       const Case c = cases()[static_cast<std::size_t>(i)];
       for (int call = 0; call < 3; ++call) {
-        run_all(c.shape, {.num_threads = 2, .block_bytes = c.block_bytes});
+        run_all(c.shape, {.num_threads = 2,
+                          .block_bytes = c.block_bytes,
+                          .gemm_backend = GemmBackend::openblas});  // OpenBLAS runs only there
       }
     });
   }

@@ -131,15 +131,20 @@ TEST(Workspace, LimitDropsWorkerSlotsBeforeShrinkingBelowOneRow) {
   EXPECT_EQ(Conv2d(s, {.num_threads = 4}).num_threads(), 4);
 }
 
-TEST(Workspace, PointwiseNeedsNone) {
-  // 1x1, stride 1, no padding: X_col is the input itself, so no column buffer at all, and even a
-  // 1-byte workspace_limit is met. Depthwise 1x1 (groups == in_channels) included.
+TEST(Workspace, PointwiseNeedsNoneOnTheExplicitPath) {
+  // 1x1, stride 1, no padding: X_col is the input itself, so the explicit path needs no column
+  // buffer at all, and even a 1-byte workspace_limit is met. Depthwise 1x1 (groups ==
+  // in_channels) included. (The packed driver always packs panels: see test_packed.cpp.)
   std::mt19937_64 rng(test::test_seed());
   for (int i = 0; i < 30; ++i) {
     Conv2dShape s = test::random_valid_shape(rng, test::ShapeKind::pointwise);
     if (i % 5 == 0) s.groups = s.in_channels;  // depthwise 1x1, out_channels a multiple of C
     if (i % 5 == 0) s.out_channels = s.in_channels * test::uniform(rng, 1, 2);
-    const Conv2dOptions options = test::random_options(rng);
+    Conv2dOptions options = test::random_options(rng);
+    if (options.gemm_backend == GemmBackend::packed ||
+        options.gemm_backend == GemmBackend::automatic) {
+      options.gemm_backend = GemmBackend::openblas;
+    }
     SCOPED_TRACE(s.to_string());
     SCOPED_TRACE(test::describe(options));
     EXPECT_EQ(Conv2d(s, options).workspace_bytes(), 0u);
@@ -154,9 +159,10 @@ TEST(Workspace, PointwiseNeedsNone) {
   Conv2dShape strided = medium();
   strided.kernel_height = strided.kernel_width = 1;
   strided.set_padding(0);
-  EXPECT_EQ(Conv2d(strided).workspace_bytes(), 0u);
+  const Conv2dOptions explicit_path{.gemm_backend = GemmBackend::openblas};
+  EXPECT_EQ(Conv2d(strided, explicit_path).workspace_bytes(), 0u);
   strided.stride_width = 2;
-  EXPECT_GT(Conv2d(strided).workspace_bytes(), 0u);
+  EXPECT_GT(Conv2d(strided, explicit_path).workspace_bytes(), 0u);
 }
 
 // Shapes whose blocks are several per image (so backward_data runs its two waves). 3x3 over 32
@@ -188,11 +194,11 @@ Conv2dShape wide_k_narrow_rows() {
   return s;
 }
 
-TEST(Workspace, EveryLimitThatHoldsOneBlockGivesTheUnlimitedBits) {
-  // The limit drops worker slots and keeps the blocks (and backward_weights' shared partial sums,
-  // if any), so the sums are the same sums in the same order: forward, backward_data and
-  // backward_weights bitwise equal to the unlimited plan, from a limit with room for every
-  // thread down to one block on one worker.
+TEST(Workspace, OnTheExplicitPathEveryLimitThatHoldsOneBlockGivesTheUnlimitedBits) {
+  // On the explicit path, the limit drops worker slots and keeps the blocks (and backward_weights'
+  // shared partial sums, if any), so the sums are the same sums in the same order: forward,
+  // backward_data and backward_weights bitwise equal to the unlimited plan, from a limit with room
+  // for every thread down to one block on one worker.
   constexpr int kThreads = 3;
   std::mt19937_64 rng(test::test_seed());
   const struct {
@@ -217,12 +223,16 @@ TEST(Workspace, EveryLimitThatHoldsOneBlockGivesTheUnlimitedBits) {
       conv.backward_weights(x.data(), dy.data(), out[2].data(), out[3].data());
       return out;
     };
-    Conv2d unlimited_conv(s, {.num_threads = kThreads, .block_bytes = block_bytes});
+    constexpr GemmBackend kExplicit = GemmBackend::openblas;
+    Conv2d unlimited_conv(
+        s, {.num_threads = kThreads, .block_bytes = block_bytes, .gemm_backend = kExplicit});
     ASSERT_EQ(unlimited_conv.num_threads(), kThreads);
     // workspace = shared partial sums + one block per worker slot.
     const std::size_t block =
         unlimited_conv.workspace_bytes() -
-        Conv2d(s, {.num_threads = kThreads - 1, .block_bytes = block_bytes}).workspace_bytes();
+        Conv2d(s,
+               {.num_threads = kThreads - 1, .block_bytes = block_bytes, .gemm_backend = kExplicit})
+            .workspace_bytes();
     ASSERT_GT(block, 0u);
     const std::size_t shared = unlimited_conv.workspace_bytes() - kThreads * block;
     const std::size_t row_bytes = sizeof(float) * s.gemm_k() * s.out_width();
@@ -235,8 +245,10 @@ TEST(Workspace, EveryLimitThatHoldsOneBlockGivesTheUnlimitedBits) {
     for (const double blocks : {4.0, 3.0, 2.5, 2.0, 1.5, 1.0}) {
       const auto limit = shared + static_cast<std::size_t>(blocks * double(block));
       SCOPED_TRACE("workspace_limit " + std::to_string(limit));
-      Conv2d conv(s,
-                  {.num_threads = kThreads, .workspace_limit = limit, .block_bytes = block_bytes});
+      Conv2d conv(s, {.num_threads = kThreads,
+                      .workspace_limit = limit,
+                      .block_bytes = block_bytes,
+                      .gemm_backend = kExplicit});
       EXPECT_LE(conv.workspace_bytes(), limit);
       EXPECT_EQ(conv.workspace_bytes(),
                 shared + block * static_cast<std::size_t>(conv.num_threads()));

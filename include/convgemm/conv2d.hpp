@@ -9,18 +9,28 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "convgemm/shape.hpp"
 
 namespace convgemm {
 
-// The library a plan's GEMMs run on. OpenBLAS is always built; oneDNN's dnnl_sgemm only when
-// CMake found libdnnl-dev (see gemm_backend_available). `automatic` applies a rule that depends
-// on the pass only, never on threads, so reproducibility holds: backward_weights always runs on
-// OpenBLAS (it is as fast there and its panels are thin), forward and backward_data run on the
-// backend chosen at configure time (CMake cache variable CONVGEMM_GEMM_BACKEND, default
-// openblas). An explicit choice applies to every pass.
-enum class GemmBackend { automatic, openblas, onednn };
+// What a plan's passes run on.
+//   packed    convgemm's own GEMM driver on BLIS's micro-kernel for this CPU, with im2col done
+//             inside the packing (no lowered matrix is ever stored). Every output element is
+//             the same sequence of operations whatever the batch size, block_bytes,
+//             workspace_limit and thread count: image i of a batch gives the bits it gives
+//             alone. Built when CMake found BLIS (libblis-serial-dev).
+//   openblas  the explicit path: blocks of X_col lowered by im2col, then OpenBLAS's
+//             cblas_sgemm (the classic composition). Always built.
+//   onednn    the explicit path on oneDNN's dnnl_sgemm; built when CMake found libdnnl-dev.
+//   automatic the configured default (CMake cache variable CONVGEMM_GEMM_BACKEND, default
+//             packed), for every pass; packed falls back to openblas where BLIS has only its
+//             portable reference kernel. On the explicit path, backward_weights always runs on
+//             OpenBLAS (as fast there, and its panels are thin).
+// Depthwise shapes run on their direct kernels whatever the choice. The rule depends on the
+// options and the CPU only, never on threads, so reproducibility holds.
+enum class GemmBackend { automatic, openblas, onednn, packed };
 
 // True when this build of the library contains `backend` (automatic and openblas always do).
 bool gemm_backend_available(GemmBackend backend);
@@ -94,6 +104,9 @@ class Conv2d {
   std::size_t workspace_bytes() const;
   // Worker slots the plan was built with (the most threads a call can use).
   int num_threads() const;
+  // What the passes run on, in one line: "packed(skx 32x12, kc 384, ...)", "explicit im2col +
+  // sgemm (forward openblas, ...)" or "depthwise direct kernels".
+  std::string describe() const;
 
  private:
   struct Impl;

@@ -216,6 +216,7 @@ Conv2dOptions random_options(std::mt19937_64& rng) {
   // Every GEMM backend this build has: each is a fast path that must match the oracle.
   std::vector<GemmBackend> backends = {GemmBackend::automatic, GemmBackend::openblas};
   if (gemm_backend_available(GemmBackend::onednn)) backends.push_back(GemmBackend::onednn);
+  if (gemm_backend_available(GemmBackend::packed)) backends.push_back(GemmBackend::packed);
   options.gemm_backend =
       backends[static_cast<std::size_t>(uniform(rng, 0, int64_t(backends.size()) - 1))];
   return options;
@@ -229,6 +230,8 @@ std::string to_string(GemmBackend backend) {
       return "openblas";
     case GemmBackend::onednn:
       return "onednn";
+    case GemmBackend::packed:
+      return "packed";
   }
   return "gemm_backend " + std::to_string(static_cast<int>(backend));
 }

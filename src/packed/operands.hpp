@@ -1,0 +1,82 @@
+#pragma once
+// The operands of the packed driver (packed_gemm.hpp): each knows one layout and packs panels
+// from it. Lanes are the rows of A or the columns of B in the A * B view; steps are the
+// reduction index. This is the only place where the convolution's layouts meet the panels: the
+// im2col gathers read X_col's entries (convgemm/im2col.hpp defines them) straight from the image.
+
+#include <cstdint>
+
+#include "convgemm/shape.hpp"
+
+namespace convgemm::detail {
+
+// Every pack function writes `lanes` lanes from `first` over `steps` steps from `step` into
+// panels `width` wide at dst (micro_kernel.hpp's format), zeros in the last panel's extra lanes.
+
+// A row-major matrix whose lanes run along its rows: entry (lane, step) = m[step * ld + lane].
+// (dY as B of backward_data: lanes positions, steps output channels; W^T as its A.)
+struct LanesAlongRows {
+  const float* m;
+  int64_t ld;
+  const float* panels(int64_t first, int64_t lanes, int64_t step, int64_t steps, int64_t width,
+                      float* buffer) const;
+};
+
+// A row-major matrix whose lanes are its rows, repeated per image when the steps run over
+// several: step s is entry (s / per_image, s % per_image), so entry (lane, s) =
+// m[(s / per_image) * image_stride + lane * ld + s % per_image].
+// (W as A of forward: per_image = K. dY as A of backward_weights: steps are (n, p).)
+struct LanesAcrossRows {
+  const float* m;
+  int64_t ld;
+  int64_t per_image, image_stride;
+  const float* panels(int64_t first, int64_t lanes, int64_t step, int64_t steps, int64_t width,
+                      float* buffer) const;
+};
+
+// Panels packed in advance (weights packed once per call or per plan), for one lane width: block
+// by block of kc steps, each block holding the panels of every lane. Asked for a range that
+// starts on a panel, it returns them where they are.
+struct PrepackedPanels {
+  const float* data;
+  int64_t lane_count;  // lanes rounded up to the width
+  int64_t kc;
+  const float* panels(int64_t first, int64_t, int64_t step, int64_t steps, int64_t, float*) const {
+    return data + step * lane_count + first * steps;
+  }
+};
+// Floats PrepackedPanels needs for `lanes` x `depth` at this width.
+int64_t prepacked_floats(int64_t lanes, int64_t depth, int64_t width);
+// Packs all of `source` (lanes x depth) into `dst` in PrepackedPanels's order.
+template <class Source>
+void prepack(const Source& source, int64_t lanes, int64_t depth, int64_t width, int64_t kc,
+             float* dst) {
+  const int64_t lane_count = (lanes + width - 1) / width * width;
+  for (int64_t step = 0; step < depth; step += kc) {
+    const int64_t steps = depth - step < kc ? depth - step : kc;
+    float* block = dst + step * lane_count;
+    const float* packed = source.panels(0, lanes, step, steps, width, block);
+    (void)packed;  // written into `block`, the buffer given
+  }
+}
+
+// X_col of one image and group as B of forward: lanes are output positions p = oh * OW + ow,
+// steps the rows k = (c, kh, kw); entry = x_group[c, oh*sh - pt + kh*dh, ow*sw - pl + kw*dw], or
+// 0 in the padding. Nothing is lowered beforehand: the gather is the packing.
+struct ImageColumns {
+  const Conv2dShape* shape;
+  const float* x_group;  // [C/G, H, W]
+  const float* panels(int64_t first, int64_t lanes, int64_t step, int64_t steps, int64_t width,
+                      float* buffer) const;
+};
+
+// X_col^T of a batch and group as B of backward_weights: lanes are the rows k = (c, kh, kw),
+// steps the positions of every image in order, s = n * P + p. Image n is at x_group + n * C*H*W.
+struct ImageRows {
+  const Conv2dShape* shape;
+  const float* x_group;
+  const float* panels(int64_t first, int64_t lanes, int64_t step, int64_t steps, int64_t width,
+                      float* buffer) const;
+};
+
+}  // namespace convgemm::detail

@@ -1,0 +1,222 @@
+#include "packed_conv.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+#include "../check.hpp"
+#include "../im2col.hpp"
+#include "operands.hpp"
+
+namespace convgemm::detail {
+namespace {
+
+constexpr int64_t kAlignFloats = kPackedPanelAlignment / sizeof(float);
+
+int64_t round_up(int64_t value, int64_t multiple) { return ceil_div(value, multiple) * multiple; }
+
+// Tasks a pass aims for per worker, so that unequal tasks still even out.
+constexpr int64_t kTasksPerSlot = 2;
+
+// backward_data: input channels per block aim for this many X_col rows (a whole number of
+// channels, since col2im of one channel must stay in one task), and a block's output rows for
+// this many positions. The rows are a rule on the shape alone: col2im adds a block's entries in
+// (k, position) order and the blocks in order, so where a block ends is part of each dX sum.
+constexpr int64_t kDataBlockRows = 96;
+constexpr int64_t kDataBlockPositions = 1024;
+
+struct PassLanes {
+  int64_t rows, cols;  // lanes of A and of B one task covers, in the A * B view
+};
+
+// Counts of `per` lanes that split `lanes` into about `parts` ranges, in multiples of `width`.
+int64_t lanes_per_range(int64_t lanes, int64_t parts, int64_t width) {
+  return round_up(ceil_div(lanes, std::max<int64_t>(parts, 1)), width);
+}
+
+}  // namespace
+
+PackedBlocking choose_packed_blocking(const Conv2dShape& s, const MicroKernel& kernel, int& slots,
+                                      std::size_t buffer_bytes_cap, std::size_t workspace_limit) {
+  const int64_t N = s.batch, G = s.groups, M = s.gemm_m(), K = s.gemm_k(), P = s.gemm_p();
+  const int64_t OH = s.out_height(), OW = s.out_width(), T = s.kernel_height * s.kernel_width;
+  const int64_t wa = a_panel_width(kernel), wb = b_panel_width(kernel);
+  const int64_t wanted = kTasksPerSlot * std::max(slots, 1);
+  PackedBlocking b;
+
+  b.positions_per_range = lanes_per_range(P, ceil_div(wanted, N * G), wb);
+  b.forward_position_ranges = ceil_div(P, b.positions_per_range);
+
+  const int64_t group_inputs = s.in_channels / G;
+  const int64_t by_rows = std::clamp<int64_t>(ceil_div(kDataBlockRows, T), 1, group_inputs);
+  const int64_t by_tasks = ceil_div(group_inputs, ceil_div(wanted, N * G));
+  b.channels_per_range = std::max<int64_t>(1, std::min(by_rows, by_tasks));
+  b.channel_ranges = ceil_div(group_inputs, b.channels_per_range);
+  b.rows_per_block = std::clamp<int64_t>(ceil_div(kDataBlockPositions, OW), 1, OH);
+
+  b.weight_rows_per_range = lanes_per_range(K, ceil_div(wanted, G), wb);
+  b.weight_ranges = ceil_div(K, b.weight_rows_per_range);
+
+  // Packed blocks as large as BLIS's, but no larger than any task's lanes need.
+  const PassLanes passes[] = {{M, b.positions_per_range},
+                              {b.channels_per_range * T, b.rows_per_block * OW},
+                              {M, b.weight_rows_per_range}};
+  int64_t mc = kernel.mr, nc = kernel.nr;
+  for (const PassLanes& lanes : passes) {
+    const int64_t kernel_rows = kernel.prefers_rows ? lanes.rows : lanes.cols;
+    const int64_t kernel_cols = kernel.prefers_rows ? lanes.cols : lanes.rows;
+    mc = std::max(mc, std::min(kernel.mc, round_up(kernel_rows, kernel.mr)));
+    nc = std::max(nc, std::min(kernel.nc, round_up(kernel_cols, kernel.nr)));
+  }
+  if (buffer_bytes_cap != 0) {
+    const auto lanes_in_cap = [&](int64_t width) {
+      const int64_t lanes = static_cast<int64_t>(
+          std::min<std::size_t>(buffer_bytes_cap / sizeof(float) / kernel.kc, INT64_MAX));
+      return std::max(width, lanes / width * width);
+    };
+    mc = std::min(mc, lanes_in_cap(kernel.mr));
+    nc = std::min(nc, lanes_in_cap(kernel.nr));
+  }
+
+  b.packed_weight_floats = round_up(G * prepacked_floats(M, K, wa), kAlignFloats);
+  const auto size_slots = [&] {
+    b.blocks = {mc, nc};
+    b.row_buffer_floats = round_up(mc * kernel.kc, kAlignFloats);
+    b.col_buffer_floats = round_up(kernel.kc * nc, kAlignFloats);
+    const int64_t data_block = b.channels_per_range * T * b.rows_per_block * OW;
+    b.slot_floats = b.row_buffer_floats + b.col_buffer_floats + round_up(data_block, kAlignFloats);
+  };
+  size_slots();
+  if (workspace_limit == 0) return b;
+
+  const auto bytes = [](int64_t floats) { return static_cast<std::size_t>(floats) * 4; };
+  const auto fits = [&](int64_t slot_count) {
+    return bytes(b.packed_weight_floats) + bytes(b.slot_floats) * slot_count <= workspace_limit;
+  };
+  // Worker slots first, then the blocks: neither changes a bit of any result.
+  while (!fits(1) && (mc > kernel.mr || nc > kernel.nr || b.channels_per_range > 1)) {
+    mc = std::max(kernel.mr, mc / 2 / kernel.mr * kernel.mr);
+    nc = std::max(kernel.nr, nc / 2 / kernel.nr * kernel.nr);
+    b.channels_per_range = std::max<int64_t>(1, b.channels_per_range / 2);
+    b.channel_ranges = ceil_div(group_inputs, b.channels_per_range);
+    size_slots();
+  }
+  if (!fits(1)) {
+    fail("workspace_limit", static_cast<int64_t>(std::min<std::size_t>(workspace_limit, INT64_MAX)),
+         "must be at least " + std::to_string(bytes(b.packed_weight_floats + b.slot_floats)) +
+             " bytes, the packed weights and one worker's packing buffers for " + s.to_string());
+  }
+  const std::size_t room = (workspace_limit - bytes(b.packed_weight_floats)) / bytes(b.slot_floats);
+  slots = static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(slots), room));
+  return b;
+}
+
+namespace {
+
+struct SlotBuffers {
+  float *rows, *cols, *data_block;
+};
+SlotBuffers slot_buffers(const PackedBlocking& b, float* workspace, int slot) {
+  float* base = workspace + b.packed_weight_floats + slot * b.slot_floats;
+  return {base, base + b.row_buffer_floats, base + b.row_buffer_floats + b.col_buffer_floats};
+}
+
+constexpr auto kNoWriteBack = [](int64_t, int64_t, int64_t, int64_t) {};
+
+}  // namespace
+
+void packed_forward(const Conv2dShape& s, const MicroKernel& kernel, const PackedBlocking& b,
+                    WorkerPool& pool, const float* x, const float* w, const float* bias, float* y,
+                    bool accumulate, float* workspace) {
+  const int64_t G = s.groups, M = s.gemm_m(), K = s.gemm_k(), P = s.gemm_p();
+  const int64_t C = s.in_channels, O = s.out_channels, HW = s.in_height * s.in_width;
+  const int64_t wa = a_panel_width(kernel), lane_count = round_up(M, wa);
+  const int64_t group_floats = prepacked_floats(M, K, wa);
+  // W packed once per call, reduction block by block, shared by every task below.
+  const int64_t k_blocks = ceil_div(K, kernel.kc);
+  pool.run(G * k_blocks, [&](int64_t task, int) {
+    const int64_t g = task / k_blocks, step = task % k_blocks * kernel.kc;
+    const LanesAcrossRows weights{w + g * M * K, K, /*per_image=*/K, /*image_stride=*/0};
+    weights.panels(0, M, step, std::min(kernel.kc, K - step), wa,
+                   workspace + g * group_floats + step * lane_count);
+  });
+  const int64_t ranges = b.forward_position_ranges;
+  pool.run(s.batch * G * ranges, [&](int64_t task, int slot) {
+    const int64_t range = task % ranges, g = task / ranges % G, n = task / ranges / G;
+    const int64_t p_begin = range * b.positions_per_range;
+    const int64_t p_end = std::min(P, p_begin + b.positions_per_range);
+    const PrepackedPanels weights{workspace + g * group_floats, lane_count, kernel.kc};
+    const ImageColumns columns{&s, x + (n * C + g * (C / G)) * HW};
+    float* y_group = y + (n * O + g * M) * P;
+    const float* bias_group = bias != nullptr ? bias + g * M : nullptr;
+    // The bias joins each tile right after its last reduction block, while it is in cache.
+    auto add_bias = [&](int64_t row, int64_t rows, int64_t col, int64_t cols) {
+      if (bias_group == nullptr) return;
+      for (int64_t m = row; m < row + rows; ++m) {
+        float* y_row = y_group + m * P + col;
+        for (int64_t j = 0; j < cols; ++j) y_row[j] += bias_group[m];
+      }
+    };
+    const SlotBuffers buffers = slot_buffers(b, workspace, slot);
+    packed_gemm(kernel, K, weights, columns, GemmOutput{y_group, P, 1, !accumulate},
+                GemmRange{0, M, p_begin, p_end}, b.blocks, buffers.rows, buffers.cols, add_bias);
+  });
+}
+
+void packed_backward_data(const Conv2dShape& s, const MicroKernel& kernel, const PackedBlocking& b,
+                          WorkerPool& pool, const float* dy, const float* w, float* dx,
+                          bool accumulate, float* workspace) {
+  const int64_t G = s.groups, M = s.gemm_m(), K = s.gemm_k(), P = s.gemm_p();
+  const int64_t C = s.in_channels, O = s.out_channels, HW = s.in_height * s.in_width;
+  const int64_t OH = s.out_height(), OW = s.out_width(), T = s.kernel_height * s.kernel_width;
+  if (!accumulate) {
+    pool.run(s.batch * C, [&](int64_t plane, int) {
+      std::memset(dx + plane * HW, 0, static_cast<std::size_t>(HW) * sizeof(float));
+    });
+  }
+  const int64_t ranges = b.channel_ranges, group_inputs = C / G;
+  pool.run(s.batch * G * ranges, [&](int64_t task, int slot) {
+    const int64_t range = task % ranges, g = task / ranges % G, n = task / ranges / G;
+    const int64_t c_begin = range * b.channels_per_range;
+    const int64_t c_end = std::min(group_inputs, c_begin + b.channels_per_range);
+    const int64_t rows = (c_end - c_begin) * T;
+    const LanesAlongRows w_transposed{w + g * M * K + c_begin * T, K};
+    const SlotBuffers buffers = slot_buffers(b, workspace, slot);
+    for (int64_t oh_begin = 0; oh_begin < OH; oh_begin += b.rows_per_block) {
+      const int64_t oh_end = std::min(OH, oh_begin + b.rows_per_block);
+      const int64_t columns = (oh_end - oh_begin) * OW;
+      const LanesAlongRows dy_block{dy + (n * O + g * M) * P + oh_begin * OW, P};
+      packed_gemm(kernel, M, w_transposed, dy_block,
+                  GemmOutput{buffers.data_block, columns, 1, /*overwrite=*/true},
+                  GemmRange{0, rows, 0, columns}, b.blocks, buffers.rows, buffers.cols,
+                  kNoWriteBack);
+      col2im_block(s, buffers.data_block, ColumnBlock{c_begin * T, c_end * T, oh_begin, oh_end},
+                   dx + (n * C + g * group_inputs) * HW);
+    }
+  });
+}
+
+void packed_backward_weights(const Conv2dShape& s, const MicroKernel& kernel,
+                             const PackedBlocking& b, WorkerPool& pool, const float* x,
+                             const float* dy, float* dw, bool accumulate, float* workspace) {
+  const int64_t G = s.groups, M = s.gemm_m(), K = s.gemm_k(), P = s.gemm_p();
+  const int64_t C = s.in_channels, O = s.out_channels, HW = s.in_height * s.in_width;
+  const int64_t ranges = b.weight_ranges;
+  pool.run(G * ranges, [&](int64_t task, int slot) {
+    const int64_t g = task / ranges, k_begin = task % ranges * b.weight_rows_per_range;
+    const int64_t k_end = std::min(K, k_begin + b.weight_rows_per_range);
+    const LanesAcrossRows gradients{dy + g * M * P, P, /*per_image=*/P, /*image_stride=*/O * P};
+    const ImageRows rows{&s, x + g * (C / G) * HW};
+    const SlotBuffers buffers = slot_buffers(b, workspace, slot);
+    packed_gemm(kernel, s.batch * P, gradients, rows, GemmOutput{dw + g * M * K, K, 1, !accumulate},
+                GemmRange{0, M, k_begin, k_end}, b.blocks, buffers.rows, buffers.cols,
+                kNoWriteBack);
+  });
+}
+
+std::string describe_packed(const MicroKernel& kernel) {
+  return "packed(" + kernel.name + " " + std::to_string(kernel.mr) + "x" +
+         std::to_string(kernel.nr) + ", kc " + std::to_string(kernel.kc) +
+         ", tile rows = " + (kernel.prefers_rows ? "A's" : "B's") + " lanes)";
+}
+
+}  // namespace convgemm::detail

@@ -1,0 +1,68 @@
+#pragma once
+// The three convolution passes on the packed driver (packed_gemm.hpp): no X_col anywhere. The
+// GEMM view is shape.hpp's, per image n and group g:
+//   forward           Y_g = W_g [M x K] * X_col [K x P] (+ bias in the tile write-back); X_col's
+//                     panels are gathered from the image (ImageColumns), W_g is packed once per
+//                     call into the plan's workspace and shared by every task.
+//   backward_data     dX_col = W_g^T [K x M] * dY_g [M x P], a block of whole input channels
+//                     and whole output rows at a time into the slot's buffer, then added into dX
+//                     by col2im (its order: k, then position) before the next block.
+//   backward_weights  dW_g [M x K] (+)= sum over n of dY_g [M x P] * X_col^T [P x K], one GEMM
+//                     whose reduction runs over the positions of every image in order.
+// Tasks split lanes only (positions or output channels for forward, input channels for
+// backward_data, X_col rows for backward_weights), never a reduction, and every reduction is cut
+// at multiples of the kernel's kc from its start; a block of backward_data covers output rows
+// fixed by the shape. So an element's operations depend on the shape and the CPU's kernel only:
+// not on the batch it is in, the thread count, block sizes or the workspace limit.
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "../parallel.hpp"
+#include "convgemm/shape.hpp"
+#include "micro_kernel.hpp"
+#include "packed_gemm.hpp"
+
+namespace convgemm::detail {
+
+// How the packed passes cut their work; chosen once by the plan.
+struct PackedBlocking {
+  // forward: tasks (image, group, range of positions)
+  int64_t forward_position_ranges = 1, positions_per_range = 1;
+  // backward_data: tasks (image, group, range of input channels), each a sequence of blocks of
+  // output rows (fixed by the shape: the order col2im adds them in)
+  int64_t channels_per_range = 1, channel_ranges = 1, rows_per_block = 1;
+  // backward_weights: tasks (group, range of X_col rows)
+  int64_t weight_rows_per_range = 1, weight_ranges = 1;
+  PackBlocks blocks{1, 1};           // lanes per packed block (bits do not depend on them)
+  int64_t packed_weight_floats = 0;  // forward's packed W, all groups (shared)
+  int64_t slot_floats = 0;           // per worker: row and column buffers, backward_data's block
+  int64_t row_buffer_floats = 0, col_buffer_floats = 0;
+};
+
+// The blocking for `slots` workers under an optional byte cap per packing buffer
+// (`buffer_bytes_cap`, 0 for none) and for the whole workspace (`workspace_limit`, 0 for none;
+// slots are dropped first, then the packed blocks shrink). Throws std::invalid_argument naming
+// workspace_limit when the smallest blocks on one worker do not fit.
+PackedBlocking choose_packed_blocking(const Conv2dShape& shape, const MicroKernel& kernel,
+                                      int& slots, std::size_t buffer_bytes_cap,
+                                      std::size_t workspace_limit);
+
+// The passes. `workspace` holds packed_weight_floats, then slot_floats per slot (64-byte
+// aligned, slot_floats a multiple of 16). Pointers as in plan.hpp; accumulate adds to y / dx /
+// dw instead of overwriting.
+void packed_forward(const Conv2dShape& shape, const MicroKernel& kernel, const PackedBlocking& b,
+                    WorkerPool& pool, const float* x, const float* w, const float* bias, float* y,
+                    bool accumulate, float* workspace);
+void packed_backward_data(const Conv2dShape& shape, const MicroKernel& kernel,
+                          const PackedBlocking& b, WorkerPool& pool, const float* dy,
+                          const float* w, float* dx, bool accumulate, float* workspace);
+void packed_backward_weights(const Conv2dShape& shape, const MicroKernel& kernel,
+                             const PackedBlocking& b, WorkerPool& pool, const float* x,
+                             const float* dy, float* dw, bool accumulate, float* workspace);
+
+// "packed(skx 32x12, tile rows = positions)" and the like, for describe().
+std::string describe_packed(const MicroKernel& kernel);
+
+}  // namespace convgemm::detail

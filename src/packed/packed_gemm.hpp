@@ -1,0 +1,119 @@
+#pragma once
+// The packed GEMM driver: BLIS's loops around its micro-kernel (Goto & van de Geijn; BLIS
+// docs/KernelsHowTo.md), with the packing left to the caller's operands, so that an operand can
+// be gathered straight from an image (im2col inside the packing) or packed once and reused.
+//
+//   C [rows x cols] (+)= A [rows x depth] * B [depth x cols]
+//
+// Loops, outermost first: blocks of B's lanes (cols), reduction blocks of kernel.kc steps, blocks
+// of A's lanes (rows), then the tiles. A tile's micro-kernel call adds one reduction block to
+// it, so every element of C is the same sequence of operations whatever the blocks of lanes, the
+// task that runs it or its place in a tile:
+//   C = (((beta0 * C + block_0) + block_1) + ...),  block_r = one fma chain over kc steps
+// cut where the reduction is cut (multiples of kernel.kc from the first step), which depends on
+// `depth` only. That is the whole reproducibility argument: lanes never interact.
+//
+// Orientation: the kernel runs at full speed only with its preferred C storage. When it prefers
+// columns, the driver multiplies C^T = B^T * A^T instead: B's lanes become the tile rows.
+
+#include <algorithm>
+#include <concepts>
+#include <cstdint>
+
+#include "micro_kernel.hpp"
+
+namespace convgemm::detail {
+
+// An operand supplies its packed panels: `lanes` lanes from `first_lane`, over reduction steps
+// [step, step + steps), in panels `width` wide (micro_kernel.hpp's format), either written into
+// `buffer` (which holds panels for any block the caller asks for) or found ready elsewhere.
+template <class T>
+concept PanelOperand = requires(const T& operand, int64_t i, float* buffer) {
+  { operand.panels(i, i, i, i, i, buffer) } -> std::same_as<const float*>;
+};
+
+// Where C lives: element (row, col) at data[row * row_stride + col * col_stride], rows and cols
+// as in the A * B view. `overwrite`: the first reduction block replaces C instead of adding.
+struct GemmOutput {
+  float* data;
+  int64_t row_stride, col_stride;
+  bool overwrite;
+};
+
+// Lanes of C one call works on (rows and cols as in the A * B view).
+struct GemmRange {
+  int64_t row_begin, row_end, col_begin, col_end;
+};
+
+// Lanes per packed block, in the kernel's terms: `mc` lanes of the operand whose panels are the
+// tile rows (mr wide, streamed from L2), `nc` of the other (nr wide, one panel kept in L1 while
+// it meets every row panel of the block). Multiples of mr and nr; the buffers hold mc x kc and
+// kc x nc floats. Any positive values give the same bits (lanes never interact).
+struct PackBlocks {
+  int64_t mc, nc;
+};
+
+// The widths of A's and B's panels for `kernel` (see Orientation above).
+inline int64_t a_panel_width(const MicroKernel& kernel) {
+  return kernel.prefers_rows ? kernel.mr : kernel.nr;
+}
+inline int64_t b_panel_width(const MicroKernel& kernel) {
+  return kernel.prefers_rows ? kernel.nr : kernel.mr;
+}
+
+namespace packed {
+
+// BLIS's loop nest in the kernel's terms: `rows` is the operand of the tile rows (mr-wide
+// panels), `cols` the other; c[i * rs + j * cs]. finish(i, m, j, n) in these terms too.
+template <PanelOperand Rows, PanelOperand Cols, class Finish>
+void kernel_loops(const MicroKernel& kernel, int64_t depth, const Rows& rows, const Cols& cols,
+                  float* c, int64_t rs, int64_t cs, bool overwrite, int64_t i_begin, int64_t i_end,
+                  int64_t j_begin, int64_t j_end, const PackBlocks& blocks, float* row_buffer,
+                  float* col_buffer, Finish& finish) {
+  const int64_t mr = kernel.mr, nr = kernel.nr;
+  for (int64_t jc = j_begin; jc < j_end; jc += blocks.nc) {
+    const int64_t nc = std::min(blocks.nc, j_end - jc);
+    for (int64_t step = 0; step < depth; step += kernel.kc) {
+      const int64_t steps = std::min(kernel.kc, depth - step);
+      const bool last = step + steps == depth;
+      const float beta = step == 0 && overwrite ? 0.0f : 1.0f;
+      const float* col_panels = cols.panels(jc, nc, step, steps, nr, col_buffer);
+      for (int64_t ic = i_begin; ic < i_end; ic += blocks.mc) {
+        const int64_t mc = std::min(blocks.mc, i_end - ic);
+        const float* row_panels = rows.panels(ic, mc, step, steps, mr, row_buffer);
+        for (int64_t j = 0; j < nc; j += nr) {
+          const int64_t n = std::min(nr, nc - j);
+          for (int64_t i = 0; i < mc; i += mr) {
+            const int64_t m = std::min(mr, mc - i);
+            kernel.multiply(m, n, steps, row_panels + i * steps, col_panels + j * steps, beta,
+                            c + (ic + i) * rs + (jc + j) * cs, rs, cs);
+            if (last) finish(ic + i, m, jc + j, n);
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace packed
+
+// Runs the loops above over `range` of C = A * B (+ C unless c.overwrite). `finish(row, rows,
+// col, cols)` is called once per tile after its last reduction block: the write-back hook (the
+// bias, or nothing). Buffers as PackBlocks says.
+template <PanelOperand A, PanelOperand B, class Finish>
+void packed_gemm(const MicroKernel& kernel, int64_t depth, const A& a, const B& b,
+                 const GemmOutput& c, const GemmRange& range, const PackBlocks& blocks,
+                 float* row_buffer, float* col_buffer, Finish&& finish) {
+  if (kernel.prefers_rows) {
+    packed::kernel_loops(kernel, depth, a, b, c.data, c.row_stride, c.col_stride, c.overwrite,
+                         range.row_begin, range.row_end, range.col_begin, range.col_end, blocks,
+                         row_buffer, col_buffer, finish);
+  } else {  // C^T = B^T * A^T: B's lanes are the tile rows
+    auto transposed = [&](int64_t i, int64_t m, int64_t j, int64_t n) { finish(j, n, i, m); };
+    packed::kernel_loops(kernel, depth, b, a, c.data, c.col_stride, c.row_stride, c.overwrite,
+                         range.col_begin, range.col_end, range.row_begin, range.row_end, blocks,
+                         row_buffer, col_buffer, transposed);
+  }
+}
+
+}  // namespace convgemm::detail

@@ -1,0 +1,395 @@
+// The packed driver (GemmBackend::packed): against naive at the kernel's edges, and its
+// reproducibility contract, bit for bit: an element's operations depend on the shape only, so
+// the batch it is in, the thread count, block_bytes and workspace_limit never change a bit, and
+// neither does its place in a micro-kernel tile (tested by growing a shape around it). The
+// kernel's tile and reduction sizes are read from the plan's kernel (white box), because they
+// differ between CPUs (BLIS's skx is 32x12 with kc 384, haswell 6x16 with kc 256).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstring>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "convgemm/conv2d.hpp"
+#include "packed/micro_kernel.hpp"
+#include "support/checks.hpp"
+#include "support/compare.hpp"
+#include "support/seed.hpp"
+#include "support/shapes.hpp"
+#include "support/tensors.hpp"
+
+namespace convgemm {
+namespace {
+
+using test::Tensor;
+
+constexpr GemmBackend kPacked = GemmBackend::packed;
+
+class Packed : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!gemm_backend_available(kPacked)) GTEST_SKIP() << "built without BLIS";
+    kernel_ = detail::blis_micro_kernel();
+  }
+  const detail::MicroKernel& kernel() const { return *kernel_; }
+
+ private:
+  const detail::MicroKernel* kernel_ = nullptr;
+};
+
+// The four results of one plan on the same inputs, every overwritten output starting as NaN.
+struct Results {
+  Tensor y, dx, dw, dbias;
+};
+struct Inputs {
+  Tensor x, w, bias, dy;
+  Inputs(const Conv2dShape& s, std::mt19937_64& rng)
+      : x(test::random_tensor(rng, s.input_elements())),
+        w(test::random_tensor(rng, s.weight_elements())),
+        bias(test::random_tensor(rng, s.bias_elements())),
+        dy(test::random_tensor(rng, s.output_elements())) {}
+};
+Results run_passes(const Conv2dShape& s, const Conv2dOptions& options, const Inputs& in) {
+  Conv2d conv(s, options);
+  Results r{test::nan_tensor(s.output_elements()), test::nan_tensor(s.input_elements()),
+            test::nan_tensor(s.weight_elements()), test::nan_tensor(s.bias_elements())};
+  conv.forward(in.x.data(), in.w.data(), in.bias.data(), r.y.data());
+  conv.backward_data(in.dy.data(), in.w.data(), r.dx.data());
+  conv.backward_weights(in.x.data(), in.dy.data(), r.dw.data(), r.dbias.data());
+  return r;
+}
+void expect_bitwise_equal(const Results& a, const Results& b) {
+  EXPECT_TRUE(test::bitwise_equal(a.y, b.y)) << "y";
+  EXPECT_TRUE(test::bitwise_equal(a.dx, b.dx)) << "dx";
+  EXPECT_TRUE(test::bitwise_equal(a.dw, b.dw)) << "dw";
+  EXPECT_TRUE(test::bitwise_equal(a.dbias, b.dbias)) << "dbias";
+}
+
+// Shapes large enough that every pass is cut into several tasks and its reductions into several
+// kc blocks on every kernel (K = 432 > 384, N*P >= 1200, O = 400 for backward_data), plus
+// grouping, striding and dilation.
+std::vector<Conv2dShape> split_shapes() {
+  Conv2dShape resnet_like{.batch = 3, .in_channels = 48, .in_height = 20, .in_width = 20,
+                          .out_channels = 40, .kernel_height = 3, .kernel_width = 3};
+  resnet_like.set_padding(1);
+  Conv2dShape grouped_strided{.batch = 2, .in_channels = 12, .in_height = 33, .in_width = 37,
+                              .out_channels = 18, .kernel_height = 5, .kernel_width = 3,
+                              .stride_height = 2, .stride_width = 1, .pad_top = 2,
+                              .pad_bottom = 1, .pad_left = 1, .pad_right = 1,
+                              .dilation_height = 1, .dilation_width = 2, .groups = 3};
+  Conv2dShape wide_outputs{.batch = 2, .in_channels = 6, .in_height = 9, .in_width = 11,
+                           .out_channels = 400, .kernel_height = 2, .kernel_width = 2};
+  wide_outputs.pad_left = 1;
+  return {resnet_like, grouped_strided, wide_outputs};
+}
+
+// Shapes that take the packed path (depthwise ones keep their direct kernels).
+Conv2dShape random_packed_shape(std::mt19937_64& rng) {
+  for (;;) {
+    const Conv2dShape s = test::random_valid_shape(rng);
+    if (s.in_channels != s.groups) return s;
+  }
+}
+
+TEST_F(Packed, PlansSayTheyRunOnTheKernel) {
+  Conv2dShape s{.batch = 2,
+                .in_channels = 8,
+                .in_height = 9,
+                .in_width = 9,
+                .out_channels = 4,
+                .kernel_height = 3,
+                .kernel_width = 3};
+  const std::string described = Conv2d(s, {.gemm_backend = kPacked}).describe();
+  EXPECT_NE(described.find("packed(" + kernel().name), std::string::npos) << described;
+  EXPECT_NE(Conv2d(s, {.gemm_backend = GemmBackend::openblas}).describe().find("explicit"),
+            std::string::npos);
+  s.groups = s.in_channels;
+  s.out_channels = 8;
+  EXPECT_EQ(Conv2d(s, {.gemm_backend = kPacked}).describe(), "depthwise direct kernels");
+}
+
+TEST_F(Packed, MatchesNaiveOnRandomShapes) {
+  std::mt19937_64 rng(test::test_seed());
+  for (int i = 0; i < 150; ++i) {
+    const Conv2dShape s = random_packed_shape(rng);
+    Conv2dOptions options = test::random_options(rng);  // accumulation: test_accumulate.cpp
+    options.gemm_backend = kPacked;
+    SCOPED_TRACE(s.to_string());
+    SCOPED_TRACE(test::describe(options));
+    test::expect_forward_matches_naive(s, options, rng, /*with_bias=*/i % 2 == 0);
+    test::expect_backward_data_matches_naive(s, options, rng);
+    test::expect_backward_weights_matches_naive(s, options, rng, /*with_bias=*/i % 2 == 1);
+  }
+}
+
+TEST_F(Packed, MatchesNaiveAtEveryTileAndReductionEdge) {
+  // Output channels (tile rows or columns), positions (the other side of the tile) and the
+  // reduction around the kernel's sizes: 1, w - 1, w, w + 1 for both tile sides, kc - 1, kc,
+  // kc + 1 for the reduction (forward's C*KH*KW, backward_data's O, backward_weights' N*P).
+  std::mt19937_64 rng(test::test_seed());
+  const int64_t mr = kernel().mr, nr = kernel().nr, kc = kernel().kc;
+  std::set<int64_t> sides = {1, 2, mr - 1, mr, mr + 1, nr - 1, nr, nr + 1, 2 * mr + 1};
+  sides.erase(0);
+  const Conv2dOptions options{.num_threads = 2, .gemm_backend = kPacked};
+  for (const int64_t side : sides) {
+    // side output channels; side positions (1 x side output); kernel 3x1 over 1 + 2 rows.
+    Conv2dShape s{.batch = 2,
+                  .in_channels = 5,
+                  .in_height = 3,
+                  .in_width = side,
+                  .out_channels = side,
+                  .kernel_height = 3,
+                  .kernel_width = 1};
+    SCOPED_TRACE(s.to_string());
+    test::expect_forward_matches_naive(s, options, rng, /*with_bias=*/true);
+    test::expect_backward_data_matches_naive(s, options, rng);
+    test::expect_backward_weights_matches_naive(s, options, rng, /*with_bias=*/true);
+  }
+  for (const int64_t depth : {kc - 1, kc, kc + 1, 2 * kc + 1}) {
+    // Each reduction in turn of length `depth`: forward's C*KH*KW (a 1x1 kernel with padding,
+    // so not pointwise), backward_data's O, backward_weights' N*P (stride 2 over 2*depth-1 rows).
+    const Conv2dShape forward_depth{.batch = 2,
+                                    .in_channels = depth,
+                                    .in_height = 3,
+                                    .in_width = 2,
+                                    .out_channels = 7,
+                                    .kernel_height = 1,
+                                    .kernel_width = 1,
+                                    .pad_top = 1};
+    const Conv2dShape backward_data_depth{.batch = 2,
+                                          .in_channels = 3,
+                                          .in_height = 4,
+                                          .in_width = 3,
+                                          .out_channels = depth,
+                                          .kernel_height = 2,
+                                          .kernel_width = 2};
+    const Conv2dShape backward_weights_depth{.batch = 1,
+                                             .in_channels = 2,
+                                             .in_height = 2 * depth - 1,
+                                             .in_width = 1,
+                                             .out_channels = 3,
+                                             .kernel_height = 1,
+                                             .kernel_width = 1,
+                                             .stride_height = 2};
+    for (const Conv2dShape& s : {forward_depth, backward_data_depth, backward_weights_depth}) {
+      SCOPED_TRACE(s.to_string());
+      test::expect_forward_matches_naive(s, options, rng, /*with_bias=*/true);
+      test::expect_backward_data_matches_naive(s, options, rng);
+      test::expect_backward_weights_matches_naive(s, options, rng, /*with_bias=*/true);
+    }
+  }
+  // Strides 1 to 3, padding larger than the kernel, dilation: the gathers' zero runs.
+  for (int64_t stride = 1; stride <= 3; ++stride) {
+    Conv2dShape s{.batch = 2,
+                  .in_channels = 3,
+                  .in_height = 11,
+                  .in_width = 13,
+                  .out_channels = mr + 1,
+                  .kernel_height = 3,
+                  .kernel_width = 2,
+                  .stride_height = stride,
+                  .stride_width = stride,
+                  .pad_top = 4,
+                  .pad_bottom = 3,
+                  .pad_left = 5,
+                  .pad_right = 2,
+                  .dilation_height = 2,
+                  .dilation_width = 1};
+    SCOPED_TRACE(s.to_string());
+    test::expect_forward_matches_naive(s, options, rng, /*with_bias=*/true);
+    test::expect_backward_data_matches_naive(s, options, rng);
+    test::expect_backward_weights_matches_naive(s, options, rng, /*with_bias=*/true);
+  }
+}
+
+TEST_F(Packed, ImageOfABatchGivesTheBitsItGivesAlone) {
+  std::mt19937_64 rng(test::test_seed());
+  std::vector<Conv2dShape> shapes = split_shapes();
+  for (int i = 0; i < 30; ++i) shapes.push_back(random_packed_shape(rng));
+  for (Conv2dShape s : shapes) {
+    s.batch = test::uniform(rng, 2, 6);
+    const int64_t i = test::uniform(rng, 0, s.batch - 1);
+    SCOPED_TRACE(s.to_string() + ", image " + std::to_string(i));
+    const Inputs batch(s, rng);
+    const Results all = run_passes(s, {.num_threads = 3, .gemm_backend = kPacked}, batch);
+
+    Conv2dShape one = s;
+    one.batch = 1;
+    Inputs alone(one, rng);
+    const int64_t x_image = s.input_elements() / s.batch, y_image = s.output_elements() / s.batch;
+    alone.x = test::slice(batch.x, i * x_image, x_image);
+    alone.dy = test::slice(batch.dy, i * y_image, y_image);
+    alone.w = batch.w;
+    alone.bias = batch.bias;
+    const Results single = run_passes(one, {.num_threads = 1, .gemm_backend = kPacked}, alone);
+    EXPECT_TRUE(test::bitwise_equal(test::slice(all.y, i * y_image, y_image), single.y)) << "y";
+    EXPECT_TRUE(test::bitwise_equal(test::slice(all.dx, i * x_image, x_image), single.dx)) << "dx";
+  }
+}
+
+TEST_F(Packed, SameBitsForEveryThreadCount) {
+  std::mt19937_64 rng(test::test_seed());
+  std::vector<Conv2dShape> shapes = split_shapes();
+  for (int i = 0; i < 6; ++i) shapes.push_back(random_packed_shape(rng));
+  for (const Conv2dShape& s : shapes) {
+    SCOPED_TRACE(s.to_string());
+    const Inputs in(s, rng);
+    const Results one = run_passes(s, {.num_threads = 1, .gemm_backend = kPacked}, in);
+    for (const int threads : {2, 3, 4, 8}) {
+      SCOPED_TRACE("threads " + std::to_string(threads));
+      expect_bitwise_equal(run_passes(s, {.num_threads = threads, .gemm_backend = kPacked}, in),
+                           one);
+    }
+  }
+}
+
+// The smallest workspace_limit a plan accepts for `s` (a plan with that limit exists, and one
+// byte less is refused).
+std::size_t smallest_accepted_limit(const Conv2dShape& s, Conv2dOptions options) {
+  std::size_t low = 1, high = Conv2d(s, options).workspace_bytes();
+  while (low < high) {
+    const std::size_t middle = low + (high - low) / 2;
+    options.workspace_limit = middle;
+    try {
+      Conv2d conv(s, options);
+      high = middle;
+    } catch (const std::invalid_argument&) {
+      low = middle + 1;
+    }
+  }
+  return high;
+}
+
+TEST_F(Packed, SameBitsForEveryBlockSizeAndWorkspaceLimitDownToTheSmallest) {
+  std::mt19937_64 rng(test::test_seed());
+  Conv2dShape resnet_like{.batch = 2,
+                          .in_channels = 40,
+                          .in_height = 14,
+                          .in_width = 14,
+                          .out_channels = 50,
+                          .kernel_height = 3,
+                          .kernel_width = 3};
+  resnet_like.set_padding(1);
+  std::vector<Conv2dShape> shapes = {resnet_like};
+  for (int i = 0; i < 6; ++i) shapes.push_back(random_packed_shape(rng));
+  for (const Conv2dShape& s : shapes) {
+    SCOPED_TRACE(s.to_string());
+    const Inputs in(s, rng);
+    const Conv2dOptions base{.num_threads = 3, .gemm_backend = kPacked};
+    const Results reference = run_passes(s, base, in);
+    for (const std::size_t block_bytes :
+         {std::size_t{1}, std::size_t{3000}, std::size_t{65536}, std::size_t{1} << 22}) {
+      SCOPED_TRACE("block_bytes " + std::to_string(block_bytes));
+      Conv2dOptions options = base;
+      options.block_bytes = block_bytes;
+      expect_bitwise_equal(run_passes(s, options, in), reference);
+    }
+    const std::size_t smallest = smallest_accepted_limit(s, base);
+    const std::size_t unlimited = Conv2d(s, base).workspace_bytes();
+    EXPECT_THROW(
+        Conv2d(s, {.num_threads = 3, .workspace_limit = smallest - 1, .gemm_backend = kPacked}),
+        std::invalid_argument);
+    for (const double fraction : {0.0, 0.3, 0.6, 1.0}) {
+      const auto limit =
+          smallest + static_cast<std::size_t>(fraction * double(unlimited - smallest));
+      SCOPED_TRACE("workspace_limit " + std::to_string(limit));
+      Conv2dOptions options = base;
+      options.workspace_limit = limit;
+      EXPECT_LE(Conv2d(s, options).workspace_bytes(), limit);
+      expect_bitwise_equal(run_passes(s, options, in), reference);
+    }
+  }
+}
+
+TEST_F(Packed, AnElementDoesNotDependOnItsPlaceInATile) {
+  // Growing a shape around an element moves it to another place in its micro-kernel tile (and
+  // the tiles' edges to other lanes) without changing its sum: more output channels for y and
+  // dW's rows, more input channels for dx and dW's columns, more output rows for y.
+  std::mt19937_64 rng(test::test_seed());
+  const int64_t mr = kernel().mr, nr = kernel().nr;
+  Conv2dShape small{.batch = 2,
+                    .in_channels = 3,
+                    .in_height = 7,
+                    .in_width = 6,
+                    .out_channels = std::max(mr, nr) - 1,
+                    .kernel_height = 3,
+                    .kernel_width = 3,
+                    .stride_height = 1,
+                    .stride_width = 2,
+                    .pad_top = 1,
+                    .pad_bottom = 1,
+                    .pad_left = 1,
+                    .pad_right = 1};
+  const Inputs in(small, rng);
+  const Conv2dOptions options{.num_threads = 2, .gemm_backend = kPacked};
+  const Results reference = run_passes(small, options, in);
+  const int64_t C = small.in_channels, O = small.out_channels, K = small.gemm_k();
+  const int64_t HW = small.in_height * small.in_width, P = small.gemm_p();
+
+  {  // more output channels: the first O filters and their outputs are the same
+    Conv2dShape big = small;
+    big.out_channels = O + 2 * std::max(mr, nr) + 3;
+    Inputs grown(big, rng);
+    std::copy(in.x.begin(), in.x.end(), grown.x.begin());
+    std::copy(in.w.begin(), in.w.end(), grown.w.begin());
+    std::copy(in.bias.begin(), in.bias.end(), grown.bias.begin());
+    for (int64_t n = 0; n < small.batch; ++n) {
+      std::copy_n(in.dy.begin() + n * O * P, O * P, grown.dy.begin() + n * big.out_channels * P);
+    }
+    const Results r = run_passes(big, options, grown);
+    for (int64_t n = 0; n < small.batch; ++n) {
+      EXPECT_TRUE(test::bitwise_equal(test::slice(r.y, n * big.out_channels * P, O * P),
+                                      test::slice(reference.y, n * O * P, O * P)))
+          << "y of image " << n;
+    }
+    EXPECT_TRUE(test::bitwise_equal(test::slice(r.dw, 0, O * K), reference.dw)) << "dw";
+  }
+  {  // more input channels: their gradients and the dW columns of the first C are the same
+    Conv2dShape big = small;
+    big.in_channels = C + nr + 2;
+    Inputs grown(big, rng);
+    const int64_t big_k = big.gemm_k();
+    for (int64_t n = 0; n < small.batch; ++n) {
+      std::copy_n(in.x.begin() + n * C * HW, C * HW, grown.x.begin() + n * big.in_channels * HW);
+    }
+    for (int64_t o = 0; o < O; ++o)
+      std::copy_n(in.w.begin() + o * K, K, grown.w.begin() + o * big_k);
+    grown.dy = in.dy;
+    const Results r = run_passes(big, options, grown);
+    for (int64_t n = 0; n < small.batch; ++n) {
+      EXPECT_TRUE(test::bitwise_equal(test::slice(r.dx, n * big.in_channels * HW, C * HW),
+                                      test::slice(reference.dx, n * C * HW, C * HW)))
+          << "dx of image " << n;
+    }
+    for (int64_t o = 0; o < O; ++o) {
+      EXPECT_TRUE(
+          test::bitwise_equal(test::slice(r.dw, o * big_k, K), test::slice(reference.dw, o * K, K)))
+          << "dw row " << o;
+    }
+  }
+  {  // more input rows: the first output rows read the same patches
+    Conv2dShape big = small;
+    big.in_height = small.in_height + 5;
+    Inputs grown(big, rng);
+    const int64_t big_hw = big.in_height * big.in_width, big_p = big.gemm_p();
+    for (int64_t plane = 0; plane < small.batch * C; ++plane) {
+      std::copy_n(in.x.begin() + plane * HW, HW, grown.x.begin() + plane * big_hw);
+    }
+    grown.w = in.w;
+    grown.bias = in.bias;
+    const Results r = run_passes(big, options, grown);
+    // Rows 0 .. OH-2 of the small output read no bottom padding; in the big one neither.
+    const int64_t rows = (small.out_height() - 1) * small.out_width();
+    for (int64_t plane = 0; plane < small.batch * O; ++plane) {
+      EXPECT_TRUE(test::bitwise_equal(test::slice(r.y, plane * big_p, rows),
+                                      test::slice(reference.y, plane * P, rows)))
+          << "y plane " << plane;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace convgemm
