@@ -21,6 +21,8 @@ const char* contender_name(Contender contender) {
   switch (contender) {
     case Contender::convgemm:
       return "convgemm";
+    case Contender::convgemm_openblas:
+      return "convgemm_openblas";
     case Contender::convgemm_onednn:
       return "convgemm_onednn";
     case Contender::classic:

@@ -18,10 +18,12 @@
 
 namespace convgemm::bench {
 
-// convgemm runs on its OpenBLAS backend, convgemm_onednn on its oneDNN (dnnl_sgemm) backend; the
-// classic composition and the roofline likewise on each library.
+// convgemm runs on the packed driver (BLIS's micro-kernel; the OpenBLAS explicit path when the
+// library was built without BLIS), convgemm_openblas and convgemm_onednn on the explicit path with
+// each GEMM library; the classic composition and the roofline likewise on each library.
 enum class Contender {
   convgemm,
+  convgemm_openblas,
   convgemm_onednn,
   classic,
   classic_onednn,

@@ -13,8 +13,11 @@ void bench_convgemm(benchmark::State& state, const Case& c) {
   // Both switches: the cap keeps oneTBB from using more, num_threads sizes the plan's slots.
   tbb::global_control cap(tbb::global_control::max_allowed_parallelism, size_t(c.threads));
   const Conv2dShape& shape = c.layer.shape;
-  const GemmBackend backend =
-      c.contender == Contender::convgemm_onednn ? GemmBackend::onednn : GemmBackend::openblas;
+  GemmBackend backend = GemmBackend::packed;
+  if (c.contender == Contender::convgemm_onednn) backend = GemmBackend::onednn;
+  if (c.contender == Contender::convgemm_openblas || !gemm_backend_available(backend)) {
+    backend = GemmBackend::openblas;
+  }
   if (!gemm_backend_available(backend)) {
     state.SkipWithError("convgemm was built without this GEMM backend");
     return;

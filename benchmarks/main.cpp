@@ -172,7 +172,7 @@ std::vector<Case> make_cases(const Options& options, std::vector<Layer> layers) 
   // Contenders that leave a library's threads spinning after their calls (OpenBLAS's for ~0.1 s,
   // THREAD_TIMEOUT; OpenMP's for a while) go last, OpenBLAS's last of all, so that they do not
   // slow a multi-threaded contender that runs next.
-  std::vector<Contender> contenders{Contender::convgemm};
+  std::vector<Contender> contenders{Contender::convgemm, Contender::convgemm_openblas};
   if (gemm_backend_available(GemmBackend::onednn)) {
     contenders.push_back(Contender::convgemm_onednn);
   }
@@ -278,6 +278,7 @@ int run(int argc, char** argv) {
     const auto function = [c](benchmark::State& state) {
       switch (c.contender) {
         case Contender::convgemm:
+        case Contender::convgemm_openblas:
         case Contender::convgemm_onednn:
           bench_convgemm(state, c);
           break;

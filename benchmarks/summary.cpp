@@ -97,11 +97,13 @@ struct BackendContenders {
   Contender convgemm, before, roofline_sequential, roofline_tbb;
 };
 constexpr BackendContenders kBackends[] = {
-    {"OpenBLAS GEMM", Contender::convgemm, Contender::classic, Contender::roofline_blas,
-     Contender::roofline_tbb},
+    {"packed driver (BLIS kernel)", Contender::convgemm, Contender::classic,
+     Contender::roofline_blas, Contender::roofline_tbb},
+    {"explicit, OpenBLAS GEMM", Contender::convgemm_openblas, Contender::classic,
+     Contender::roofline_blas, Contender::roofline_tbb},
     {"oneDNN GEMM (dnnl_sgemm)", Contender::convgemm_onednn, Contender::classic_onednn,
      Contender::roofline_onednn_omp, Contender::roofline_onednn_tbb}};
-constexpr int kBackendCount = 2;
+constexpr int kBackendCount = 3;
 
 struct BackendResults {
   std::optional<Measurement> convgemm;
@@ -252,20 +254,21 @@ std::string case_table(const std::vector<Row>& rows) {
   for (const Row& row : rows) name_width = std::max(name_width, row.c->layer.name.size());
   const std::string lead = "%-" + std::to_string(name_width) + "s %-11s %2s %3s";
   const std::string group = " | %7s %7s %5s %5s %6s %6s";
-  const std::string format = lead + group + group + " | %7s %10s\n";
+  const std::string format = lead + group + group + group + " | %7s %10s\n";
   std::ostringstream text;
   char line[512];
   std::snprintf(line, sizeof line,
-                ("%-" + std::to_string(name_width + 19) + "s | %-45s | %-45s |\n").c_str(), "",
-                kBackends[0].title, kBackends[1].title);
+                ("%-" + std::to_string(name_width + 19) + "s | %-45s | %-45s | %-45s |\n").c_str(),
+                "", kBackends[0].title, kBackends[1].title, kBackends[2].title);
   text << line;
   std::snprintf(line, sizeof line, format.c_str(), "layer", "pass", "N", "thr", "before", "GFLOP/s",
                 "%peak", "%roof", "x dnnl", "xdnnlB", "before", "GFLOP/s", "%peak", "%roof",
-                "x dnnl", "xdnnlB", "x naive", "ws/thread");
+                "x dnnl", "xdnnlB", "before", "GFLOP/s", "%peak", "%roof", "x dnnl", "xdnnlB",
+                "x naive", "ws/thread");
   text << line;
   for (const Row& row : rows) {
     const Case& c = *row.c;
-    std::string cells[2][6];
+    std::string cells[kBackendCount][6];
     for (int b = 0; b < kBackendCount; ++b) {
       const BackendResults& r = row.backend[b];
       cells[b][0] = column(r.before, 1);
@@ -282,6 +285,8 @@ std::string case_table(const std::vector<Row>& rows) {
                   cells[0][3].c_str(), cells[0][4].c_str(), cells[0][5].c_str(),
                   cells[1][0].c_str(), cells[1][1].c_str(), cells[1][2].c_str(),
                   cells[1][3].c_str(), cells[1][4].c_str(), cells[1][5].c_str(),
+                  cells[2][0].c_str(), cells[2][1].c_str(), cells[2][2].c_str(),
+                  cells[2][3].c_str(), cells[2][4].c_str(), cells[2][5].c_str(),
                   ratio_column(row.ratio(0, row.naive), row.naive_estimated ? "~" : "").c_str(),
                   workspace ? bytes_text(*workspace).c_str() : "-");
     text << line;
@@ -606,7 +611,7 @@ bool write_summary(const std::vector<Case>& cases,
     }
     json << "},\n  \"rows\": [";
     separator = "\n";
-    const char* keys[] = {"openblas", "onednn"};
+    const char* keys[] = {"packed", "openblas", "onednn"};
     for (const Row& row : rows) {
       const Case& c = *row.c;
       json << separator << "    {\"layer\": " << json_string(c.layer.name)
@@ -643,8 +648,8 @@ bool write_summary(const std::vector<Case>& cases,
     for (const Row& row : rows) batch = std::max(batch, row.c->layer.shape.batch);
     const int threads = options.thread_counts.empty() ? 1 : options.thread_counts.back();
     plot << "# batch " << batch << ", threads " << threads
-         << "; GFLOP/s: layer convgemm_openblas convgemm_onednn before_openblas naive"
-            " roofline_openblas onednn_plain onednn_blocked\n";
+         << "; GFLOP/s: layer convgemm_packed convgemm_openblas before_openblas naive"
+            " roofline_openblas onednn_plain onednn_blocked peak\n";
     for (const Pass pass : kPasses) {
       plot << "# " << pass_name(pass) << "\n";
       for (const Row& row : rows) {
@@ -655,7 +660,8 @@ bool write_summary(const std::vector<Case>& cases,
         plot << json_string(row.c->layer.name) << " " << value(row.gflops(0)) << " "
              << value(row.gflops(1)) << " " << value(row.backend[0].before) << " "
              << value(row.naive) << " " << value(row.backend[0].roofline()) << " "
-             << value(row.onednn_plain) << " " << value(row.onednn_blocked) << "\n";
+             << value(row.onednn_plain) << " " << value(row.onednn_blocked) << " "
+             << value(row.peak) << "\n";
       }
       plot << "\n\n";
     }

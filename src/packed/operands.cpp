@@ -94,13 +94,15 @@ const float* ImageColumns::panels(int64_t first, int64_t lanes, int64_t step, in
         const int64_t inside_begin = std::clamp(taps.ow_begin, ow, ow + run);
         const int64_t inside_end = std::clamp(taps.ow_end, inside_begin, ow + run);
         out.zeros(t, lane, inside_begin - ow);
-        const float* src = plane + ih * W + inside_begin * sw + taps.iw_offset;
-        if (sw == 1) {
-          out.put(t, lane + inside_begin - ow, inside_end - inside_begin,
-                  [src](int64_t i) { return src[i]; });
-        } else {
-          out.put(t, lane + inside_begin - ow, inside_end - inside_begin,
-                  [src, sw](int64_t i) { return src[i * sw]; });
+        if (inside_end > inside_begin) {  // (the first pixel's address exists only then)
+          const float* src = plane + ih * W + inside_begin * sw + taps.iw_offset;
+          if (sw == 1) {
+            out.put(t, lane + inside_begin - ow, inside_end - inside_begin,
+                    [src](int64_t i) { return src[i]; });
+          } else {
+            out.put(t, lane + inside_begin - ow, inside_end - inside_begin,
+                    [src, sw](int64_t i) { return src[i * sw]; });
+          }
         }
         out.zeros(t, lane + inside_end - ow, ow + run - inside_end);
       }
