@@ -1,51 +1,100 @@
 #include "convgemm/nn/dense.hpp"
 
-#include <cblas.h>
-
 #include <algorithm>
 #include <limits>
+#include <optional>
 
-#include "../gemm.hpp"
 #include "check.hpp"
 #include "convgemm/nn/init.hpp"
+#include "convgemm/sgemm.hpp"
 
 namespace convgemm::nn {
 namespace {
 
-// Row-major C [m x n] = op(A) * op(B) + beta * C through the BLAS of the element type. This layer
-// calls CBLAS directly (the engine's sgemm() is float-only and runs a backend per pass) but keeps
-// the engine's threading rule, one OpenBLAS thread: threaded OpenBLAS 0.3.21 changes the bits of
-// dW = dy^T * x (the batch is the summed dimension) between 1 and 2 threads once the GEMM passes
-// its threading threshold (batch >= ~192 for a 256 -> 6 head), and training must give the same
-// weights whatever OPENBLAS_NUM_THREADS says (convgemm::distributed relies on it). A classifier
-// head's GEMMs are small, so the lost parallelism costs little.
-void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t m, int64_t n, int64_t k, const float* a,
-          int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
-  const convgemm::detail::SingleThreadedBlas single_threaded;
-  cblas_sgemm(CblasRowMajor, ta, tb, blasint(m), blasint(n), blasint(k), /*alpha=*/1.0f, a,
-              blasint(lda), b, blasint(ldb), beta, c, blasint(ldc));
+bool same(const SgemmShape& a, const SgemmShape& b) {
+  return a.m == b.m && a.n == b.n && a.k == b.k && a.transpose_a == b.transpose_a &&
+         a.transpose_b == b.transpose_b;
 }
-void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t m, int64_t n, int64_t k, const double* a,
-          int64_t lda, const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
-  const convgemm::detail::SingleThreadedBlas single_threaded;
-  cblas_dgemm(CblasRowMajor, ta, tb, blasint(m), blasint(n), blasint(k), /*alpha=*/1.0, a,
-              blasint(lda), b, blasint(ldb), beta, c, blasint(ldc));
+
+// Row-major C = op(A) * op(B), or C += with accumulate. Float runs on convgemm's batch-invariant
+// Sgemm (so a sample's logits and gradients do not depend on the batch it is in, nor on any
+// thread count), in `cached` when given (rebuilt when the shape changes: a new batch size);
+// double, the gradient checks' reference, in plain loops in index order.
+void matmul(const SgemmShape& s, const float* a, const float* b, float* c, bool accumulate,
+            std::optional<Sgemm>* cached) {
+  if (cached == nullptr) {
+    Sgemm(s).multiply(a, b, c, accumulate);
+    return;
+  }
+  if (!cached->has_value() || !same((*cached)->shape(), s)) cached->emplace(s);
+  (*cached)->multiply(a, b, c, accumulate);
+}
+void matmul(const SgemmShape& s, const double* a, const double* b, double* c, bool accumulate,
+            std::optional<Sgemm>*) {
+  for (int64_t i = 0; i < s.m; ++i) {
+    for (int64_t j = 0; j < s.n; ++j) {
+      double sum = accumulate ? c[i * s.n + j] : 0.0;
+      for (int64_t p = 0; p < s.k; ++p) {
+        const double a_ip = s.transpose_a ? a[p * s.m + i] : a[i * s.k + p];
+        const double b_pj = s.transpose_b ? b[j * s.k + p] : b[p * s.n + j];
+        sum += a_ip * b_pj;
+      }
+      c[i * s.n + j] = sum;
+    }
+  }
 }
 
 void validate_sizes(int64_t batch, int64_t in_features, int64_t out_features) {
-  constexpr int64_t kBlasMax = std::numeric_limits<blasint>::max();
   detail::require_at_least("batch", batch, 1);
   detail::require_at_least("in_features", in_features, 1);
   detail::require_at_least("out_features", out_features, 1);
-  if (batch > kBlasMax) detail::fail("batch", batch, "must fit the BLAS integer type");
-  if (in_features > kBlasMax)
-    detail::fail("in_features", in_features, "must fit the BLAS integer type");
-  if (out_features > kBlasMax) {
-    detail::fail("out_features", out_features, "must fit the BLAS integer type");
-  }
   detail::checked_mul(batch, in_features, "batch * in_features");
   detail::checked_mul(batch, out_features, "batch * out_features");
   detail::checked_mul(in_features, out_features, "in_features * out_features");
+}
+
+template <class T>
+void forward_into(int64_t batch, int64_t in_features, int64_t out_features, const T* x, const T* w,
+                  const T* bias, T* y, std::optional<Sgemm>* cached) {
+  validate_sizes(batch, in_features, out_features);
+  detail::require_pointer("x", x);
+  detail::require_pointer("w", w);
+  detail::require_pointer("y", y);
+  // y = bias broadcast over the rows, then y += x * W^T; without bias, y = x * W^T.
+  if (bias != nullptr) {
+    for (int64_t n = 0; n < batch; ++n) std::copy(bias, bias + out_features, y + n * out_features);
+  }
+  matmul({.m = batch, .n = out_features, .k = in_features, .transpose_b = true}, x, w, y,
+         /*accumulate=*/bias != nullptr, cached);
+}
+
+template <class T>
+void backward_data_into(int64_t batch, int64_t in_features, int64_t out_features, const T* dy,
+                        const T* w, T* dx, std::optional<Sgemm>* cached) {
+  validate_sizes(batch, in_features, out_features);
+  detail::require_pointer("dy", dy);
+  detail::require_pointer("w", w);
+  detail::require_pointer("dx", dx);
+  matmul({.m = batch, .n = in_features, .k = out_features}, dy, w, dx, /*accumulate=*/false,
+         cached);
+}
+
+template <class T>
+void backward_weights_into(int64_t batch, int64_t in_features, int64_t out_features, const T* x,
+                           const T* dy, T* dw, T* dbias, bool accumulate,
+                           std::optional<Sgemm>* cached) {
+  validate_sizes(batch, in_features, out_features);
+  detail::require_pointer("x", x);
+  detail::require_pointer("dy", dy);
+  detail::require_pointer("dw", dw);
+  matmul({.m = out_features, .n = in_features, .k = batch, .transpose_a = true}, dy, x, dw,
+         accumulate, cached);
+  if (dbias != nullptr) {
+    if (!accumulate) std::fill(dbias, dbias + out_features, T(0));
+    for (int64_t n = 0; n < batch; ++n) {
+      for (int64_t o = 0; o < out_features; ++o) dbias[o] += dy[n * out_features + o];
+    }
+  }
 }
 
 }  // namespace
@@ -53,44 +102,19 @@ void validate_sizes(int64_t batch, int64_t in_features, int64_t out_features) {
 template <class T>
 void dense_forward(int64_t batch, int64_t in_features, int64_t out_features, const T* x, const T* w,
                    const T* bias, T* y) {
-  validate_sizes(batch, in_features, out_features);
-  detail::require_pointer("x", x);
-  detail::require_pointer("w", w);
-  detail::require_pointer("y", y);
-  // y = bias broadcast over the rows, then y += x * W^T (beta 1); without bias, beta 0.
-  if (bias != nullptr) {
-    for (int64_t n = 0; n < batch; ++n) std::copy(bias, bias + out_features, y + n * out_features);
-  }
-  gemm(CblasNoTrans, CblasTrans, batch, out_features, in_features, x, in_features, w, in_features,
-       /*beta=*/bias != nullptr ? T(1) : T(0), y, out_features);
+  forward_into(batch, in_features, out_features, x, w, bias, y, nullptr);
 }
 
 template <class T>
 void dense_backward_data(int64_t batch, int64_t in_features, int64_t out_features, const T* dy,
                          const T* w, T* dx) {
-  validate_sizes(batch, in_features, out_features);
-  detail::require_pointer("dy", dy);
-  detail::require_pointer("w", w);
-  detail::require_pointer("dx", dx);
-  gemm(CblasNoTrans, CblasNoTrans, batch, in_features, out_features, dy, out_features, w,
-       in_features, /*beta=*/T(0), dx, in_features);
+  backward_data_into(batch, in_features, out_features, dy, w, dx, nullptr);
 }
 
 template <class T>
 void dense_backward_weights(int64_t batch, int64_t in_features, int64_t out_features, const T* x,
                             const T* dy, T* dw, T* dbias, bool accumulate) {
-  validate_sizes(batch, in_features, out_features);
-  detail::require_pointer("x", x);
-  detail::require_pointer("dy", dy);
-  detail::require_pointer("dw", dw);
-  gemm(CblasTrans, CblasNoTrans, out_features, in_features, batch, dy, out_features, x, in_features,
-       /*beta=*/accumulate ? T(1) : T(0), dw, in_features);
-  if (dbias != nullptr) {
-    if (!accumulate) std::fill(dbias, dbias + out_features, T(0));
-    for (int64_t n = 0; n < batch; ++n) {
-      for (int64_t o = 0; o < out_features; ++o) dbias[o] += dy[n * out_features + o];
-    }
-  }
+  backward_weights_into(batch, in_features, out_features, x, dy, dw, dbias, accumulate, nullptr);
 }
 
 template void dense_forward<float>(int64_t, int64_t, int64_t, const float*, const float*,
@@ -106,8 +130,15 @@ template void dense_backward_weights<float>(int64_t, int64_t, int64_t, const flo
 template void dense_backward_weights<double>(int64_t, int64_t, int64_t, const double*,
                                              const double*, double*, double*, bool);
 
+// One GEMM plan per pass, kept while the batch size stays the same.
+struct Dense::Gemms {
+  std::optional<Sgemm> forward, backward_data, backward_weights;
+};
+
+Dense::~Dense() = default;
+
 Dense::Dense(int64_t in_features, int64_t out_features, bool bias)
-    : in_features_(in_features), out_features_(out_features) {
+    : in_features_(in_features), out_features_(out_features), gemms_(std::make_unique<Gemms>()) {
   validate_sizes(/*batch=*/1, in_features, out_features);
   weight_.resize({out_features, in_features});
   weight_.fill(0.0f);
@@ -148,8 +179,8 @@ void Dense::forward(const Tensor& x, Tensor& y) {
   if (x.dim(1) != in_features_) output_shape(x.shape());  // throws, naming the columns
   detail::require_at_least("dense batch", x.dim(0), 1);
   y.resize({x.dim(0), out_features_});
-  dense_forward(x.dim(0), in_features_, out_features_, x.data(), weight_.data(),
-                bias_.size() > 0 ? bias_.data() : nullptr, y.data());
+  forward_into(x.dim(0), in_features_, out_features_, x.data(), weight_.data(),
+               bias_.size() > 0 ? bias_.data() : nullptr, y.data(), &gemms_->forward);
 }
 
 void Dense::backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) {
@@ -158,12 +189,13 @@ void Dense::backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor*
     detail::fail_shape("dense", "x", x.shape(), "must be the input of the last forward");
   }
   const int64_t batch = x.dim(0);
-  dense_backward_weights(batch, in_features_, out_features_, x.data(), dy.data(),
-                         weight_grad_.data(), bias_.size() > 0 ? bias_grad_.data() : nullptr,
-                         /*accumulate=*/true);
+  backward_weights_into(batch, in_features_, out_features_, x.data(), dy.data(),
+                        weight_grad_.data(), bias_.size() > 0 ? bias_grad_.data() : nullptr,
+                        /*accumulate=*/true, &gemms_->backward_weights);
   if (dx == nullptr) return;
   dx->resize(x.shape());
-  dense_backward_data(batch, in_features_, out_features_, dy.data(), weight_.data(), dx->data());
+  backward_data_into(batch, in_features_, out_features_, dy.data(), weight_.data(), dx->data(),
+                     &gemms_->backward_data);
 }
 
 std::vector<Parameter> Dense::parameters() {
