@@ -168,12 +168,28 @@ void packed_backward_data(const Conv2dShape& s, const MicroKernel& kernel, const
   const int64_t G = s.groups, M = s.gemm_m(), K = s.gemm_k(), P = s.gemm_p();
   const int64_t C = s.in_channels, O = s.out_channels, HW = s.in_height * s.in_width;
   const int64_t OH = s.out_height(), OW = s.out_width(), T = s.kernel_height * s.kernel_width;
+  const int64_t ranges = b.channel_ranges, group_inputs = C / G;
+  if (is_pointwise(s)) {
+    // dX_col is dX itself (K = C/G rows of H*W = P positions): the tiles land in place, each
+    // pixel once, so there is nothing to zero and no col2im.
+    pool.run(s.batch * G * ranges, [&](int64_t task, int slot) {
+      const int64_t range = task % ranges, g = task / ranges % G, n = task / ranges / G;
+      const int64_t c_begin = range * b.channels_per_range;
+      const int64_t c_end = std::min(group_inputs, c_begin + b.channels_per_range);
+      const SlotBuffers buffers = slot_buffers(b, workspace, slot);
+      packed_gemm(kernel, M, LanesAlongRows{w + g * M * K + c_begin, K},
+                  LanesAlongRows{dy + (n * O + g * M) * P, P},
+                  GemmOutput{dx + (n * C + g * group_inputs + c_begin) * HW, HW, 1, !accumulate},
+                  GemmRange{0, c_end - c_begin, 0, P}, b.blocks, buffers.rows, buffers.cols,
+                  kNoWriteBack);
+    });
+    return;
+  }
   if (!accumulate) {
     pool.run(s.batch * C, [&](int64_t plane, int) {
       std::memset(dx + plane * HW, 0, static_cast<std::size_t>(HW) * sizeof(float));
     });
   }
-  const int64_t ranges = b.channel_ranges, group_inputs = C / G;
   pool.run(s.batch * G * ranges, [&](int64_t task, int slot) {
     const int64_t range = task % ranges, g = task / ranges % G, n = task / ranges / G;
     const int64_t c_begin = range * b.channels_per_range;
