@@ -6,6 +6,19 @@
 
 namespace convgemm {
 
+bool gemm_backend_available(GemmBackend backend) {
+  switch (backend) {
+    case GemmBackend::onednn:
+      return detail::onednn_gemm_built();
+    case GemmBackend::packed:
+      return detail::blis_micro_kernel() != nullptr;
+    case GemmBackend::automatic:
+    case GemmBackend::openblas:
+      return true;
+  }
+  return false;
+}
+
 struct Conv2d::Impl {
   Impl(const Conv2dShape& shape, const Conv2dOptions& options)
       : options(options), plan(shape, options) {}

@@ -10,30 +10,12 @@
 #include <string>
 
 #include "check.hpp"
-#include "packed/micro_kernel.hpp"
 
 #if CONVGEMM_HAVE_ONEDNN
 #include <omp.h>
 #include <oneapi/dnnl/dnnl.h>
 #include <oneapi/dnnl/dnnl_debug.h>
 #endif
-
-namespace convgemm {
-
-bool gemm_backend_available(GemmBackend backend) {
-  switch (backend) {
-    case GemmBackend::onednn:
-      return CONVGEMM_HAVE_ONEDNN;
-    case GemmBackend::packed:
-      return detail::blis_micro_kernel() != nullptr;
-    case GemmBackend::automatic:
-    case GemmBackend::openblas:
-      return true;
-  }
-  return false;
-}
-
-}  // namespace convgemm
 
 namespace convgemm::detail {
 namespace {
@@ -94,24 +76,9 @@ void onednn_sgemm(Transpose transpose_a, Transpose transpose_b, int64_t m, int64
 
 int64_t blas_int_max() { return std::numeric_limits<blasint>::max(); }
 
-GemmLibrary resolve_gemm(GemmBackend requested, Pass pass) {
-  switch (requested) {
-    case GemmBackend::openblas:
-      return GemmLibrary::openblas;
-    case GemmBackend::onednn:
-      if (!gemm_backend_available(GemmBackend::onednn)) {
-        fail_message(
-            "gemm_backend onednn is not built into this library (configure it with "
-            "libdnnl-dev installed)");
-      }
-      return GemmLibrary::onednn;
-    case GemmBackend::packed:     // the plan runs the packed driver; this is its fallback
-    case GemmBackend::automatic:  // (depthwise shapes and CPUs with BLIS's reference kernel)
-      break;
-  }
-  // Measured here: dnnl_sgemm is faster on the forward and backward_data shapes, OpenBLAS on the
-  // thin backward_weights panels (README, "GEMM backends").
-  if (pass == Pass::backward_weights) return GemmLibrary::openblas;
+bool onednn_gemm_built() { return CONVGEMM_HAVE_ONEDNN; }
+
+GemmLibrary configured_explicit_gemm() {
   return CONVGEMM_DEFAULT_GEMM_ONEDNN ? GemmLibrary::onednn : GemmLibrary::openblas;
 }
 

@@ -4,19 +4,17 @@
 
 #include <cstdint>
 
-#include "convgemm/conv2d.hpp"
-#include "convgemm/shape.hpp"
-
 namespace convgemm::detail {
 
 enum class Transpose : bool { no, yes };
 
-// A resolved backend (conv2d.hpp's GemmBackend minus `automatic`).
+// The GEMM library of an explicit-path pass (the plan resolves conv2d.hpp's GemmBackend to it).
 enum class GemmLibrary { openblas, onednn };
 
-// Resolves the options' choice for one pass; throws std::invalid_argument naming gemm_backend
-// when the backend is not built in.
-GemmLibrary resolve_gemm(GemmBackend requested, Pass pass);
+// Whether this build has oneDNN's dnnl_sgemm, and which library the configured default
+// (CONVGEMM_GEMM_BACKEND) names for forward and backward_data on the explicit path.
+bool onednn_gemm_built();
+GemmLibrary configured_explicit_gemm();
 
 // C [m x n] = op(A) [m x k] * op(B) [k x n] + beta * C, all row-major with the given leading
 // dimensions, on `library`. Dimensions must fit blas_int_max() (Conv2dShape::validate

@@ -9,8 +9,6 @@
 #include <algorithm>
 #include <cassert>
 
-#include "gemm.hpp"
-
 namespace convgemm::detail {
 
 struct WorkerPool::Arena {
@@ -33,7 +31,6 @@ WorkerPool& WorkerPool::operator=(WorkerPool&&) noexcept = default;
 
 void WorkerPool::run(int64_t count, const std::function<void(int64_t, int)>& task) {
   if (count <= 0) return;
-  SingleThreadedBlas single_threaded_blas;
   arena_->arena.execute([&] {
     // Tasks are coarse (a GEMM each), so one index per TBB task; the simple partitioner keeps
     // the split independent of timing (not that results could depend on it).

@@ -26,8 +26,8 @@ class WorkerPool {
 
   int slots() const { return slots_; }
 
-  // Calls task(index, slot) for every index in [0, count), in parallel, with BLAS kept
-  // single-threaded for the duration. Returns when all have finished.
+  // Calls task(index, slot) for every index in [0, count), in parallel. Returns when all have
+  // finished. (Callers that run BLAS inside tasks keep it single-threaded: see gemm.hpp.)
   void run(int64_t count, const std::function<void(int64_t index, int slot)>& task);
 
   // From inside a task of run(): calls part(index) for every index in [0, count) in parallel on

@@ -177,6 +177,28 @@ void Plan::AlignedDelete::operator()(float* p) const {
 
 namespace {
 
+// The explicit path's GEMM library for one pass: an explicit choice applies to every pass;
+// automatic (and packed, whose fallback this is) runs backward_weights on OpenBLAS (measured:
+// as fast there, its panels are thin) and the other passes on the configured library.
+GemmLibrary resolve_gemm(GemmBackend requested, Pass pass) {
+  switch (requested) {
+    case GemmBackend::openblas:
+      return GemmLibrary::openblas;
+    case GemmBackend::onednn:
+      if (!onednn_gemm_built()) {
+        fail_message(
+            "gemm_backend onednn is not built into this library (configure it with "
+            "libdnnl-dev installed)");
+      }
+      return GemmLibrary::onednn;
+    case GemmBackend::packed:
+    case GemmBackend::automatic:
+      break;
+  }
+  if (pass == Pass::backward_weights) return GemmLibrary::openblas;
+  return configured_explicit_gemm();
+}
+
 // The packed driver's kernel for a plan with these options, or nullptr for the explicit path:
 // GemmBackend::packed asks for it (std::invalid_argument naming gemm_backend when the library
 // was built without BLIS), automatic takes it when it is the configured default and BLIS has an
@@ -286,6 +308,7 @@ void Plan::forward(const float* x, const float* w, const float* bias, float* y, 
     packed_forward(s, *kernel_, packed_, pool_, x, w, bias, y, accumulate, packed_workspace());
     return;
   }
+  const SingleThreadedBlas single_threaded;  // the explicit path's GEMMs run inside tasks
   const int64_t panels = blocking_.output_panels, per_panel = blocking_.outputs_per_panel;
   pool_.run(s.batch * G * blocks, [&](int64_t task, int slot) {
     const int64_t block = task % blocks, g = task / blocks % G, n = task / blocks / G;
@@ -343,7 +366,8 @@ void Plan::backward_data(const float* dy, const float* w, float* dx, bool accumu
     packed_backward_data(s, *kernel_, packed_, pool_, dy, w, dx, accumulate, packed_workspace());
     return;
   }
-  if (blocking_.pointwise) {  // the GEMM writes dx itself, block by disjoint block
+  const SingleThreadedBlas single_threaded;  // the explicit path's GEMMs run inside tasks
+  if (blocking_.pointwise) {                 // the GEMM writes dx itself, block by disjoint block
     pool_.run(images_groups * blocks,
               [&](int64_t task, int slot) { run_block(task / blocks, task % blocks, slot); });
     return;
@@ -394,6 +418,7 @@ void Plan::backward_weights(const float* x, const float* dy, float* dw, float* d
     if (dbias != nullptr) sum_channels(dy, O, P, dbias, accumulate);
     return;
   }
+  const SingleThreadedBlas single_threaded;  // the explicit path's GEMMs run inside tasks
   // Chunk c of the (image, row block) sequence sums into dW_g itself (chunk 0, which also
   // carries beta) or into its own partial buffer; the partials are added in chunk order below.
   const int64_t chunks = blocking_.weight_chunks;

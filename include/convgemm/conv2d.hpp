@@ -46,14 +46,18 @@ struct Conv2dOptions {
   int num_threads = 0;
 
   // Hard cap on workspace_bytes(), all threads together; 0 means no cap. Worker slots are
-  // dropped first, so any limit that holds one block of the unlimited plan gives bitwise the
-  // same results; below that the blocks shrink (results may then differ in the last bits). The
-  // constructor throws std::invalid_argument naming workspace_limit when even one row block on
-  // one thread cannot fit.
+  // dropped first, then blocks shrink. The constructor throws std::invalid_argument naming
+  // workspace_limit when the smallest blocks on one thread cannot fit.
+  // Packed driver: the workspace is the packed weights plus each worker's packing buffers, and
+  // every accepted limit gives bitwise the same results. Explicit path: any limit that holds
+  // one block of the unlimited plan gives the same bits; below that the GEMMs see other sizes
+  // and results may differ in the last bits.
   std::size_t workspace_limit = 0;
 
-  // Bytes of column block per worker, the unit of cache blocking. 0 sizes it to this machine's
-  // L2 cache (detected, 1 MiB if unknown). A property of the machine, not of the thread count.
+  // Packed driver: a cap on each packing buffer (0: BLIS's block sizes); never changes a bit.
+  // Explicit path: bytes of column block per worker, the unit of cache blocking; 0 sizes it to
+  // this machine's L2 cache (detected, 1 MiB if unknown), a property of the machine, not of the
+  // thread count.
   std::size_t block_bytes = 0;
 
   // Which GEMM library the passes call; a backend this build lacks throws std::invalid_argument.

@@ -53,13 +53,17 @@ PackedBlocking choose_packed_blocking(const Conv2dShape& s, const MicroKernel& k
   b.channel_ranges = ceil_div(group_inputs, b.channels_per_range);
   b.rows_per_block = std::clamp<int64_t>(ceil_div(kDataBlockPositions, OW), 1, OH);
 
-  b.weight_rows_per_range = lanes_per_range(K, ceil_div(wanted, G), wb);
-  b.weight_ranges = ceil_div(K, b.weight_rows_per_range);
+  b.weight_ranges_of_outputs = M > K;
+  b.weight_lanes_per_range = b.weight_ranges_of_outputs
+                                 ? lanes_per_range(M, ceil_div(wanted, G), wa)
+                                 : lanes_per_range(K, ceil_div(wanted, G), wb);
+  b.weight_ranges = ceil_div(b.weight_ranges_of_outputs ? M : K, b.weight_lanes_per_range);
 
   // Packed blocks as large as BLIS's, but no larger than any task's lanes need.
   const PassLanes passes[] = {{M, b.positions_per_range},
                               {b.channels_per_range * T, b.rows_per_block * OW},
-                              {M, b.weight_rows_per_range}};
+                              b.weight_ranges_of_outputs ? PassLanes{b.weight_lanes_per_range, K}
+                                                         : PassLanes{M, b.weight_lanes_per_range}};
   int64_t mc = kernel.mr, nc = kernel.nr;
   for (const PassLanes& lanes : passes) {
     const int64_t kernel_rows = kernel.prefers_rows ? lanes.rows : lanes.cols;
@@ -77,7 +81,14 @@ PackedBlocking choose_packed_blocking(const Conv2dShape& s, const MicroKernel& k
     nc = std::min(nc, lanes_in_cap(kernel.nr));
   }
 
-  b.packed_weight_floats = round_up(G * prepacked_floats(M, K, wa), kAlignFloats);
+  const auto data_weight_floats = [&] {
+    return G * b.channel_ranges * prepacked_floats(b.channels_per_range * T, M, wa);
+  };
+  const auto size_weights = [&] {
+    b.packed_weight_floats =
+        round_up(std::max(G * prepacked_floats(M, K, wa), data_weight_floats()), kAlignFloats);
+  };
+  size_weights();
   const auto size_slots = [&] {
     b.blocks = {mc, nc};
     b.row_buffer_floats = round_up(mc * kernel.kc, kAlignFloats);
@@ -98,6 +109,7 @@ PackedBlocking choose_packed_blocking(const Conv2dShape& s, const MicroKernel& k
     nc = std::max(kernel.nr, nc / 2 / kernel.nr * kernel.nr);
     b.channels_per_range = std::max<int64_t>(1, b.channels_per_range / 2);
     b.channel_ranges = ceil_div(group_inputs, b.channels_per_range);
+    size_weights();
     size_slots();
   }
   if (!fits(1)) {
@@ -169,19 +181,50 @@ void packed_backward_data(const Conv2dShape& s, const MicroKernel& kernel, const
   const int64_t C = s.in_channels, O = s.out_channels, HW = s.in_height * s.in_width;
   const int64_t OH = s.out_height(), OW = s.out_width(), T = s.kernel_height * s.kernel_width;
   const int64_t ranges = b.channel_ranges, group_inputs = C / G;
+  const int64_t wa = a_panel_width(kernel);
+  // W^T packed range by range (each range's lanes start on a panel).
+  const int64_t range_floats = prepacked_floats(b.channels_per_range * T, M, wa);
+  const int64_t m_blocks = ceil_div(M, kernel.kc);
+  auto range_rows = [&](int64_t range) {
+    return (std::min(group_inputs, (range + 1) * b.channels_per_range) -
+            range * b.channels_per_range) *
+           T;
+  };
+  // Packed once per call when several images share it; for one image each task packs its own
+  // range's W^T block by block in cache instead (written out and read back, the 9.4 MB of a
+  // 3x3 512-channel layer cost more than the packing itself: measured at 7x7, batch 1).
+  const bool prepacked = s.batch > 1;
+  if (prepacked)
+    pool.run(G * ranges * m_blocks, [&](int64_t task, int) {
+      const int64_t block = task % m_blocks, range = task / m_blocks % ranges;
+      const int64_t g = task / m_blocks / ranges, step = block * kernel.kc;
+      const LanesAlongRows w_transposed{w + g * M * K + range * b.channels_per_range * T, K};
+      w_transposed.panels(
+          0, range_rows(range), step, std::min(kernel.kc, M - step), wa,
+          workspace + (g * ranges + range) * range_floats + step * round_up(range_rows(range), wa));
+    });
+  // Calls run(operand) with the range's W^T as packed above, or as a packing operand.
+  auto with_weights = [&](int64_t g, int64_t range, auto&& run) {
+    if (prepacked) {
+      run(PrepackedPanels{workspace + (g * ranges + range) * range_floats,
+                          round_up(range_rows(range), wa), kernel.kc});
+    } else {
+      run(LanesAlongRows{w + g * M * K + range * b.channels_per_range * T, K});
+    }
+  };
   if (is_pointwise(s)) {
     // dX_col is dX itself (K = C/G rows of H*W = P positions): the tiles land in place, each
     // pixel once, so there is nothing to zero and no col2im.
     pool.run(s.batch * G * ranges, [&](int64_t task, int slot) {
       const int64_t range = task % ranges, g = task / ranges % G, n = task / ranges / G;
       const int64_t c_begin = range * b.channels_per_range;
-      const int64_t c_end = std::min(group_inputs, c_begin + b.channels_per_range);
       const SlotBuffers buffers = slot_buffers(b, workspace, slot);
-      packed_gemm(kernel, M, LanesAlongRows{w + g * M * K + c_begin, K},
-                  LanesAlongRows{dy + (n * O + g * M) * P, P},
-                  GemmOutput{dx + (n * C + g * group_inputs + c_begin) * HW, HW, 1, !accumulate},
-                  GemmRange{0, c_end - c_begin, 0, P}, b.blocks, buffers.rows, buffers.cols,
-                  kNoWriteBack);
+      with_weights(g, range, [&](const auto& w_transposed) {
+        packed_gemm(kernel, M, w_transposed, LanesAlongRows{dy + (n * O + g * M) * P, P},
+                    GemmOutput{dx + (n * C + g * group_inputs + c_begin) * HW, HW, 1, !accumulate},
+                    GemmRange{0, range_rows(range), 0, P}, b.blocks, buffers.rows, buffers.cols,
+                    kNoWriteBack);
+      });
     });
     return;
   }
@@ -194,20 +237,20 @@ void packed_backward_data(const Conv2dShape& s, const MicroKernel& kernel, const
     const int64_t range = task % ranges, g = task / ranges % G, n = task / ranges / G;
     const int64_t c_begin = range * b.channels_per_range;
     const int64_t c_end = std::min(group_inputs, c_begin + b.channels_per_range);
-    const int64_t rows = (c_end - c_begin) * T;
-    const LanesAlongRows w_transposed{w + g * M * K + c_begin * T, K};
     const SlotBuffers buffers = slot_buffers(b, workspace, slot);
-    for (int64_t oh_begin = 0; oh_begin < OH; oh_begin += b.rows_per_block) {
-      const int64_t oh_end = std::min(OH, oh_begin + b.rows_per_block);
-      const int64_t columns = (oh_end - oh_begin) * OW;
-      const LanesAlongRows dy_block{dy + (n * O + g * M) * P + oh_begin * OW, P};
-      packed_gemm(kernel, M, w_transposed, dy_block,
-                  GemmOutput{buffers.data_block, columns, 1, /*overwrite=*/true},
-                  GemmRange{0, rows, 0, columns}, b.blocks, buffers.rows, buffers.cols,
-                  kNoWriteBack);
-      col2im_block(s, buffers.data_block, ColumnBlock{c_begin * T, c_end * T, oh_begin, oh_end},
-                   dx + (n * C + g * group_inputs) * HW);
-    }
+    with_weights(g, range, [&](const auto& w_transposed) {
+      for (int64_t oh_begin = 0; oh_begin < OH; oh_begin += b.rows_per_block) {
+        const int64_t oh_end = std::min(OH, oh_begin + b.rows_per_block);
+        const int64_t columns = (oh_end - oh_begin) * OW;
+        const LanesAlongRows dy_block{dy + (n * O + g * M) * P + oh_begin * OW, P};
+        packed_gemm(kernel, M, w_transposed, dy_block,
+                    GemmOutput{buffers.data_block, columns, 1, /*overwrite=*/true},
+                    GemmRange{0, range_rows(range), 0, columns}, b.blocks, buffers.rows,
+                    buffers.cols, kNoWriteBack);
+        col2im_block(s, buffers.data_block, ColumnBlock{c_begin * T, c_end * T, oh_begin, oh_end},
+                     dx + (n * C + g * group_inputs) * HW);
+      }
+    });
   });
 }
 
@@ -218,14 +261,16 @@ void packed_backward_weights(const Conv2dShape& s, const MicroKernel& kernel,
   const int64_t C = s.in_channels, O = s.out_channels, HW = s.in_height * s.in_width;
   const int64_t ranges = b.weight_ranges;
   pool.run(G * ranges, [&](int64_t task, int slot) {
-    const int64_t g = task / ranges, k_begin = task % ranges * b.weight_rows_per_range;
-    const int64_t k_end = std::min(K, k_begin + b.weight_rows_per_range);
+    const int64_t g = task / ranges, begin = task % ranges * b.weight_lanes_per_range;
+    const int64_t end =
+        std::min(b.weight_ranges_of_outputs ? M : K, begin + b.weight_lanes_per_range);
+    const GemmRange lanes =
+        b.weight_ranges_of_outputs ? GemmRange{begin, end, 0, K} : GemmRange{0, M, begin, end};
     const LanesAcrossRows gradients{dy + g * M * P, P, /*per_image=*/P, /*image_stride=*/O * P};
     const ImageRows rows{&s, x + g * (C / G) * HW};
     const SlotBuffers buffers = slot_buffers(b, workspace, slot);
     packed_gemm(kernel, s.batch * P, gradients, rows, GemmOutput{dw + g * M * K, K, 1, !accumulate},
-                GemmRange{0, M, k_begin, k_end}, b.blocks, buffers.rows, buffers.cols,
-                kNoWriteBack);
+                lanes, b.blocks, buffers.rows, buffers.cols, kNoWriteBack);
   });
 }
 

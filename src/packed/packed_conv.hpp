@@ -4,7 +4,8 @@
 //   forward           Y_g = W_g [M x K] * X_col [K x P] (+ bias in the tile write-back); X_col's
 //                     panels are gathered from the image (ImageColumns), W_g is packed once per
 //                     call into the plan's workspace and shared by every task.
-//   backward_data     dX_col = W_g^T [K x M] * dY_g [M x P], a block of whole input channels
+//   backward_data     dX_col = W_g^T [K x M] * dY_g [M x P] (W^T packed once per call), a block
+//                     of whole input channels
 //                     and whole output rows at a time into the slot's buffer, then added into dX
 //                     by col2im (its order: k, then position) before the next block.
 //   backward_weights  dW_g [M x K] (+)= sum over n of dY_g [M x P] * X_col^T [P x K], one GEMM
@@ -33,11 +34,17 @@ struct PackedBlocking {
   // backward_data: tasks (image, group, range of input channels), each a sequence of blocks of
   // output rows (fixed by the shape: the order col2im adds them in)
   int64_t channels_per_range = 1, channel_ranges = 1, rows_per_block = 1;
-  // backward_weights: tasks (group, range of X_col rows)
-  int64_t weight_rows_per_range = 1, weight_ranges = 1;
-  PackBlocks blocks{1, 1};           // lanes per packed block (bits do not depend on them)
-  int64_t packed_weight_floats = 0;  // forward's packed W, all groups (shared)
-  int64_t slot_floats = 0;           // per worker: row and column buffers, backward_data's block
+  // backward_weights: tasks (group, range of dW's lanes): ranges of X_col rows (dW columns), or
+  // of output channels (dW rows) when there are more of those. A range's task packs only its
+  // own lanes of one operand but all of the other, so the longer side is the one split.
+  bool weight_ranges_of_outputs = false;
+  int64_t weight_lanes_per_range = 1, weight_ranges = 1;
+  PackBlocks blocks{1, 1};  // lanes per packed block (bits do not depend on them)
+  // The packed weights, shared by the tasks of one call: forward's W (lanes output channels),
+  // or backward_data's W^T (lanes X_col rows), packed per channel range so that each range
+  // starts on a panel.
+  int64_t packed_weight_floats = 0;
+  int64_t slot_floats = 0;  // per worker: row and column buffers, backward_data's block
   int64_t row_buffer_floats = 0, col_buffer_floats = 0;
 };
 
