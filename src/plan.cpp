@@ -251,6 +251,7 @@ Engine choose_engine(const Conv2dShape& shape, const Conv2dOptions& options) {
 
 Plan::Plan(const Conv2dShape& shape, const Conv2dOptions& options, const Engine& engine)
     : shape_(shape),
+      constant_weights_(options.constant_weights),
       kernel_(engine.kernel),
       blocking_(engine.blocking),
       packed_(engine.packed),
@@ -305,7 +306,10 @@ void Plan::forward(const float* x, const float* w, const float* bias, float* y, 
     return;
   }
   if (runs_packed()) {
-    packed_forward(s, *kernel_, packed_, pool_, x, w, bias, y, accumulate, packed_workspace());
+    const bool packed = constant_weights_ && packed_weights_of_ == w;
+    packed_forward(s, *kernel_, packed_, pool_, x, w, bias, y, accumulate, packed,
+                   packed_workspace());
+    packed_weights_of_ = constant_weights_ ? w : nullptr;
     return;
   }
   const SingleThreadedBlas single_threaded;  // the explicit path's GEMMs run inside tasks
@@ -363,6 +367,7 @@ void Plan::backward_data(const float* dy, const float* w, float* dx, bool accumu
     return;
   }
   if (runs_packed()) {
+    packed_weights_of_ = nullptr;  // its W^T takes the packed weights' place
     packed_backward_data(s, *kernel_, packed_, pool_, dy, w, dx, accumulate, packed_workspace());
     return;
   }

@@ -124,6 +124,8 @@ class Plan {
   };
 
   Conv2dShape shape_;
+  bool constant_weights_;
+  const float* packed_weights_of_ = nullptr;  // the w whose packed copy the workspace holds
   const MicroKernel* kernel_;
   Blocking blocking_;
   PackedBlocking packed_;

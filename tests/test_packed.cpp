@@ -72,16 +72,37 @@ void expect_bitwise_equal(const Results& a, const Results& b) {
 // kc blocks on every kernel (K = 432 > 384, N*P >= 1200, O = 400 for backward_data), plus
 // grouping, striding and dilation.
 std::vector<Conv2dShape> split_shapes() {
-  Conv2dShape resnet_like{.batch = 3, .in_channels = 48, .in_height = 20, .in_width = 20,
-                          .out_channels = 40, .kernel_height = 3, .kernel_width = 3};
+  Conv2dShape resnet_like{.batch = 3,
+                          .in_channels = 48,
+                          .in_height = 20,
+                          .in_width = 20,
+                          .out_channels = 40,
+                          .kernel_height = 3,
+                          .kernel_width = 3};
   resnet_like.set_padding(1);
-  Conv2dShape grouped_strided{.batch = 2, .in_channels = 12, .in_height = 33, .in_width = 37,
-                              .out_channels = 18, .kernel_height = 5, .kernel_width = 3,
-                              .stride_height = 2, .stride_width = 1, .pad_top = 2,
-                              .pad_bottom = 1, .pad_left = 1, .pad_right = 1,
-                              .dilation_height = 1, .dilation_width = 2, .groups = 3};
-  Conv2dShape wide_outputs{.batch = 2, .in_channels = 6, .in_height = 9, .in_width = 11,
-                           .out_channels = 400, .kernel_height = 2, .kernel_width = 2};
+  Conv2dShape grouped_strided{.batch = 2,
+                              .in_channels = 12,
+                              .in_height = 33,
+                              .in_width = 37,
+                              .out_channels = 18,
+                              .kernel_height = 5,
+                              .kernel_width = 3,
+                              .stride_height = 2,
+                              .stride_width = 1,
+                              .pad_top = 2,
+                              .pad_bottom = 1,
+                              .pad_left = 1,
+                              .pad_right = 1,
+                              .dilation_height = 1,
+                              .dilation_width = 2,
+                              .groups = 3};
+  Conv2dShape wide_outputs{.batch = 2,
+                           .in_channels = 6,
+                           .in_height = 9,
+                           .in_width = 11,
+                           .out_channels = 400,
+                           .kernel_height = 2,
+                           .kernel_width = 2};
   wide_outputs.pad_left = 1;
   return {resnet_like, grouped_strided, wide_outputs};
 }
@@ -388,6 +409,37 @@ TEST_F(Packed, AnElementDoesNotDependOnItsPlaceInATile) {
                                       test::slice(reference.y, plane * P, rows)))
           << "y plane " << plane;
     }
+  }
+}
+
+TEST_F(Packed, ConstantWeightsArePackedOnceAndGiveTheSameBits) {
+  std::mt19937_64 rng(test::test_seed());
+  for (const Conv2dShape& s : split_shapes()) {
+    SCOPED_TRACE(s.to_string());
+    const Inputs in(s, rng), other(s, rng);
+    auto forward = [&](Conv2d& conv, const Tensor& w) {
+      Tensor y = test::nan_tensor(s.output_elements());
+      conv.forward(in.x.data(), w.data(), in.bias.data(), y.data());
+      return y;
+    };
+    Conv2d plain(s, {.num_threads = 2, .gemm_backend = kPacked});
+    Conv2d inference(s, {.num_threads = 2, .gemm_backend = kPacked, .constant_weights = true});
+    const Tensor expected = forward(plain, in.w), expected_other = forward(plain, other.w);
+    EXPECT_TRUE(test::bitwise_equal(forward(inference, in.w), expected)) << "first call";
+    EXPECT_TRUE(test::bitwise_equal(forward(inference, in.w), expected)) << "reused packing";
+    // The packed copy really is reused: weights changed in place (breaking the promise) are not
+    // seen while the pointer stays the same.
+    Tensor changed = in.w;
+    Conv2d promised(s, {.num_threads = 2, .gemm_backend = kPacked, .constant_weights = true});
+    forward(promised, changed);
+    for (float& v : changed) v = -v;
+    EXPECT_TRUE(test::bitwise_equal(forward(promised, changed), expected)) << "not repacked";
+    // Another pointer packs again, and so does a forward after backward_data.
+    EXPECT_TRUE(test::bitwise_equal(forward(inference, other.w), expected_other)) << "new w";
+    Tensor dx = test::nan_tensor(s.input_elements());
+    inference.backward_data(in.dy.data(), other.w.data(), dx.data());
+    EXPECT_TRUE(test::bitwise_equal(forward(inference, other.w), expected_other))
+        << "after backward_data";
   }
 }
 

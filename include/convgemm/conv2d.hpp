@@ -62,6 +62,13 @@ struct Conv2dOptions {
 
   // Which GEMM library the passes call; a backend this build lacks throws std::invalid_argument.
   GemmBackend gemm_backend = GemmBackend::automatic;
+
+  // Inference: the caller promises that the weights behind a given `w` pointer never change
+  // between forward calls. The packed driver then packs them on the first forward call and
+  // reuses the packed copy while forward gets the same pointer (another pointer, or a
+  // backward_data call in between, packs again). Results are the same bits either way; only the
+  // packing time goes. No effect on the explicit path.
+  bool constant_weights = false;
 };
 
 // The plan: validates the shape once, sizes and allocates every buffer once, then runs the three

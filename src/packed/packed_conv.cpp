@@ -138,19 +138,20 @@ constexpr auto kNoWriteBack = [](int64_t, int64_t, int64_t, int64_t) {};
 
 void packed_forward(const Conv2dShape& s, const MicroKernel& kernel, const PackedBlocking& b,
                     WorkerPool& pool, const float* x, const float* w, const float* bias, float* y,
-                    bool accumulate, float* workspace) {
+                    bool accumulate, bool weights_packed, float* workspace) {
   const int64_t G = s.groups, M = s.gemm_m(), K = s.gemm_k(), P = s.gemm_p();
   const int64_t C = s.in_channels, O = s.out_channels, HW = s.in_height * s.in_width;
   const int64_t wa = a_panel_width(kernel), lane_count = round_up(M, wa);
   const int64_t group_floats = prepacked_floats(M, K, wa);
   // W packed once per call, reduction block by block, shared by every task below.
   const int64_t k_blocks = ceil_div(K, kernel.kc);
-  pool.run(G * k_blocks, [&](int64_t task, int) {
-    const int64_t g = task / k_blocks, step = task % k_blocks * kernel.kc;
-    const LanesAcrossRows weights{w + g * M * K, K, /*per_image=*/K, /*image_stride=*/0};
-    weights.panels(0, M, step, std::min(kernel.kc, K - step), wa,
-                   workspace + g * group_floats + step * lane_count);
-  });
+  if (!weights_packed)
+    pool.run(G * k_blocks, [&](int64_t task, int) {
+      const int64_t g = task / k_blocks, step = task % k_blocks * kernel.kc;
+      const LanesAcrossRows weights{w + g * M * K, K, /*per_image=*/K, /*image_stride=*/0};
+      weights.panels(0, M, step, std::min(kernel.kc, K - step), wa,
+                     workspace + g * group_floats + step * lane_count);
+    });
   const int64_t ranges = b.forward_position_ranges;
   pool.run(s.batch * G * ranges, [&](int64_t task, int slot) {
     const int64_t range = task % ranges, g = task / ranges % G, n = task / ranges / G;

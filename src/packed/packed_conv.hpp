@@ -59,9 +59,10 @@ PackedBlocking choose_packed_blocking(const Conv2dShape& shape, const MicroKerne
 // The passes. `workspace` holds packed_weight_floats, then slot_floats per slot (64-byte
 // aligned, slot_floats a multiple of 16). Pointers as in plan.hpp; accumulate adds to y / dx /
 // dw instead of overwriting.
+// forward packs w into the workspace first unless `weights_packed` says it already holds them.
 void packed_forward(const Conv2dShape& shape, const MicroKernel& kernel, const PackedBlocking& b,
                     WorkerPool& pool, const float* x, const float* w, const float* bias, float* y,
-                    bool accumulate, float* workspace);
+                    bool accumulate, bool weights_packed, float* workspace);
 void packed_backward_data(const Conv2dShape& shape, const MicroKernel& kernel,
                           const PackedBlocking& b, WorkerPool& pool, const float* dy,
                           const float* w, float* dx, bool accumulate, float* workspace);
