@@ -23,6 +23,8 @@ const char* contender_name(Contender contender) {
       return "convgemm";
     case Contender::convgemm_openblas:
       return "convgemm_openblas";
+    case Contender::roofline_blis_tbb:
+      return "roofline_blis_tbb";
     case Contender::convgemm_onednn:
       return "convgemm_onednn";
     case Contender::classic:

@@ -32,6 +32,7 @@ enum class Contender {
   roofline_tbb,
   roofline_onednn_omp,
   roofline_onednn_tbb,
+  roofline_blis_tbb,
   onednn_plain,
   onednn_blocked
 };

@@ -9,6 +9,7 @@
 //   roofline_blas, roofline_onednn_omp   one call after the other, the library threaded to T
 //   roofline_tbb, roofline_onednn_tbb    the calls spread over T oneTBB workers, the library
 //                                        single-threaded in each (convgemm's own scheme)
+//   roofline_blis_tbb                    BLIS's serial build, the calls over T oneTBB workers
 // The summary reports the better of the two for each library.
 #include <tbb/blocked_range.h>
 #include <tbb/global_control.h>
@@ -73,10 +74,13 @@ void bench_roofline(benchmark::State& state, const Case& c) {
   }
   const std::vector<float>&a = operands.a, &b = operands.b;
   std::vector<std::vector<float>>& c_per_worker = operands.c_per_worker;
-  const GemmLibrary library =
-      c.contender == Contender::roofline_onednn_omp || c.contender == Contender::roofline_onednn_tbb
-          ? GemmLibrary::onednn
-          : GemmLibrary::openblas;
+  GemmLibrary library = GemmLibrary::openblas;
+  if (c.contender == Contender::roofline_onednn_omp ||
+      c.contender == Contender::roofline_onednn_tbb) {
+    library = GemmLibrary::onednn;
+  } else if (c.contender == Contender::roofline_blis_tbb) {
+    library = GemmLibrary::blis;
+  }
   if (c.contender == Contender::roofline_blas || c.contender == Contender::roofline_onednn_omp) {
     set_library_threads(library, c.threads);
     float* out = c_per_worker[0].data();

@@ -5,7 +5,15 @@
 namespace convgemm::bench {
 
 const char* gemm_library_name(GemmLibrary library) {
-  return library == GemmLibrary::onednn ? "oneDNN" : "OpenBLAS";
+  switch (library) {
+    case GemmLibrary::onednn:
+      return "oneDNN";
+    case GemmLibrary::blis:
+      return "BLIS";
+    case GemmLibrary::openblas:
+      break;
+  }
+  return "OpenBLAS";
 }
 
 void library_sgemm(GemmLibrary library, bool transpose_a, bool transpose_b, int64_t m, int64_t n,
@@ -13,6 +21,10 @@ void library_sgemm(GemmLibrary library, bool transpose_a, bool transpose_b, int6
                    float* c, int64_t ldc) {
   if (library == GemmLibrary::onednn) {
     onednn_sgemm(transpose_a, transpose_b, m, n, k, a, lda, b, ldb, beta, c, ldc);
+    return;
+  }
+  if (library == GemmLibrary::blis) {
+    blis_sgemm(transpose_a, transpose_b, m, n, k, a, lda, b, ldb, beta, c, ldc);
     return;
   }
   // The layers' dimensions were validated against blasint by Conv2dShape::validate.
@@ -24,9 +36,9 @@ void library_sgemm(GemmLibrary library, bool transpose_a, bool transpose_b, int6
 void set_library_threads(GemmLibrary library, int threads) {
   if (library == GemmLibrary::onednn) {
     onednn_set_threads(threads);
-  } else {
+  } else if (library == GemmLibrary::openblas) {
     openblas_set_num_threads(threads);
-  }
+  }  // BLIS's serial build has no threads to set
 }
 
 }  // namespace convgemm::bench

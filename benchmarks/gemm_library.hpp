@@ -1,13 +1,14 @@
 #pragma once
-// The two SGEMM libraries the suite times, behind one call: OpenBLAS's cblas_sgemm and oneDNN's
-// dnnl_sgemm. The roofline and the classic composition use it; convgemm picks its own through
-// Conv2dOptions::gemm_backend. Row-major, alpha = 1.
+// The SGEMM libraries the suite times, behind one call: OpenBLAS's cblas_sgemm, oneDNN's
+// dnnl_sgemm and BLIS's own bli_sgemm (its serial build, with the configuration BLIS itself
+// picks for this CPU). The rooflines and the classic composition use it; convgemm picks its own
+// through Conv2dOptions::gemm_backend. Row-major, alpha = 1.
 
 #include <cstdint>
 
 namespace convgemm::bench {
 
-enum class GemmLibrary { openblas, onednn };
+enum class GemmLibrary { openblas, onednn, blis };
 
 const char* gemm_library_name(GemmLibrary library);
 
@@ -26,5 +27,12 @@ void onednn_sgemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int6
                   const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
                   int64_t ldc);
 void onednn_set_threads(int threads);
+
+// Defined in blis_sgemm.cpp (blis_absent.cpp without BLIS, where no BLIS case is registered and
+// it throws std::logic_error). Single-threaded: BLIS's serial build. blis_configuration() names
+// the configuration BLIS chose ("haswell", ...), or "" without BLIS.
+void blis_sgemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, const float* a,
+                int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
+const char* blis_configuration();
 
 }  // namespace convgemm::bench

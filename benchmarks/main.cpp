@@ -177,6 +177,8 @@ std::vector<Case> make_cases(const Options& options, std::vector<Layer> layers) 
     contenders.push_back(Contender::convgemm_onednn);
   }
   contenders.push_back(Contender::roofline_tbb);
+  if (gemm_backend_available(GemmBackend::packed))
+    contenders.push_back(Contender::roofline_blis_tbb);
   if (onednn_available()) {
     for (const Contender contender :
          {Contender::roofline_onednn_tbb, Contender::onednn_plain, Contender::onednn_blocked,
@@ -293,6 +295,7 @@ int run(int argc, char** argv) {
         case Contender::roofline_tbb:
         case Contender::roofline_onednn_omp:
         case Contender::roofline_onednn_tbb:
+        case Contender::roofline_blis_tbb:
           bench_roofline(state, c);
           break;
         case Contender::onednn_plain:

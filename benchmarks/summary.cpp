@@ -1,4 +1,7 @@
 #include "summary.hpp"
+#include "convgemm/conv2d.hpp"
+
+#include "gemm_library.hpp"
 
 #include <cblas.h>
 
@@ -98,7 +101,7 @@ struct BackendContenders {
 };
 constexpr BackendContenders kBackends[] = {
     {"packed driver (BLIS kernel)", Contender::convgemm, Contender::classic,
-     Contender::roofline_blas, Contender::roofline_tbb},
+     Contender::roofline_blis_tbb, Contender::roofline_blis_tbb},
     {"explicit, OpenBLAS GEMM", Contender::convgemm_openblas, Contender::classic,
      Contender::roofline_blas, Contender::roofline_tbb},
     {"oneDNN GEMM (dnnl_sgemm)", Contender::convgemm_onednn, Contender::classic_onednn,
@@ -559,6 +562,17 @@ bool write_summary(const std::vector<Case>& cases,
   text << "Libraries: " << blas_config << "; oneDNN "
        << (options.onednn ? onednn_version() : std::string("absent (oneDNN columns empty)"))
        << "\n";
+  if (gemm_backend_available(GemmBackend::packed)) {
+    Conv2dShape dense{.in_channels = 64,
+                      .in_height = 8,
+                      .in_width = 8,
+                      .out_channels = 64,
+                      .kernel_height = 3,
+                      .kernel_width = 3};
+    text << "Packed driver: " << Conv2d(dense, {.gemm_backend = GemmBackend::packed}).describe()
+         << "; its %roof is against BLIS's own SGEMM (serial, configuration "
+         << blis_configuration() << ") over oneTBB workers\n";
+  }
   text << "Selection: " << options.selection << "\n";
   text << "FMA peak (" << peak_isa() << ", best repetition at start and end):";
   for (const auto& [threads, peak] : peaks) {
