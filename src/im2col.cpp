@@ -24,11 +24,13 @@ namespace {
 
 // Calls visit(row_out, plane_row_or_null, taps) for every (X_col row, output row) of the block;
 // plane_row is null when the output row reads a padding row.
+// Rows of the block's buffer are `ld` floats apart (the block's columns unless given).
 template <class Image, class Visit>
-void for_each_block_row(const Conv2dShape& s, Image* image, const ColumnBlock& block, Visit visit) {
+void for_each_block_row(const Conv2dShape& s, Image* image, const ColumnBlock& block, Visit visit,
+                        int64_t ld = 0) {
   const int64_t KH = s.kernel_height, KW = s.kernel_width;
   const int64_t H = s.in_height, W = s.in_width, OW = s.out_width();
-  const int64_t columns = block.columns(s);
+  const int64_t columns = ld != 0 ? ld : block.columns(s);
   for (int64_t k = block.k_begin; k < block.k_end; ++k) {
     const int64_t c = k / (KH * KW), kh = k / KW % KH, kw = k % KW;
     const TapRange taps = tap_range(s, kw);
@@ -118,15 +120,18 @@ void im2col_block(const Conv2dShape& s, const float* image, const ColumnBlock& b
   });
 }
 
-void col2im_block(const Conv2dShape& s, const float* x_col, const ColumnBlock& block,
-                  float* image) {
+void col2im_block(const Conv2dShape& s, const float* x_col, const ColumnBlock& block, float* image,
+                  int64_t ld) {
   const int64_t stride = s.stride_width;
-  for_each_block_row(s, image, block, [&](int64_t row_out, float* in_row, TapRange taps) {
-    // A padding row, or a kernel column that reads only padding: its gradient goes nowhere.
-    if (in_row == nullptr || taps.ow_begin == taps.ow_end) return;
-    scatter_add_strided(x_col + row_out + taps.ow_begin, stride, taps.ow_end - taps.ow_begin,
-                        in_row + taps.ow_begin * stride + taps.iw_offset);
-  });
+  for_each_block_row(
+      s, image, block,
+      [&](int64_t row_out, float* in_row, TapRange taps) {
+        // A padding row, or a kernel column that reads only padding: its gradient goes nowhere.
+        if (in_row == nullptr || taps.ow_begin == taps.ow_end) return;
+        scatter_add_strided(x_col + row_out + taps.ow_begin, stride, taps.ow_end - taps.ow_begin,
+                            in_row + taps.ow_begin * stride + taps.iw_offset);
+      },
+      ld);
 }
 
 }  // namespace convgemm::detail

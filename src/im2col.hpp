@@ -30,8 +30,9 @@ void im2col_block(const Conv2dShape& shape, const float* image, const ColumnBloc
                   float* x_col);
 
 // Adds the block of X_col back into `image` [C/G, H, W]; entries in the padding are dropped.
+// The buffer's rows are `ld` floats apart (0: the block's columns, as above).
 void col2im_block(const Conv2dShape& shape, const float* x_col, const ColumnBlock& block,
-                  float* image);
+                  float* image, int64_t ld = 0);
 
 // True when X_col is the image itself (1x1 kernel, stride 1, no padding), so no lowering is
 // needed: X_col [C/G x H*W] is the group's input planes, with leading dimension H*W.

@@ -101,32 +101,62 @@ namespace {
 // Eight panels at a time, step by step: one contiguous run of up to 8 x width lanes read per
 // step, written as eight rows of `width`. A width known at compile time turns each full panel
 // row into a few vector moves (a runtime one left a scalar loop: 40% of backward_data at 7x7).
-template <int64_t Width>
-void pack_along_rows(const float* m, int64_t ld, int64_t lanes, int64_t steps,
+// `lane_source(lane)` is where lane `lane` of step 0 is; lanes of one panel are contiguous there
+// unless the panel spans two matrices (then they are copied one by one).
+template <int64_t Width, class LaneSource>
+void pack_along_rows(LaneSource lane_source, int64_t ld, int64_t lanes, int64_t steps,
                      int64_t runtime_width, float* buffer) {
   const int64_t width = Width != 0 ? Width : runtime_width;
   constexpr int64_t kGroupPanels = 8;
-  const int64_t full_panels = lanes / width, panels = ceil_div(lanes, width);
+  const int64_t panels = ceil_div(lanes, width);
   for (int64_t group = 0; group < panels; group += kGroupPanels) {
     const int64_t group_end = std::min(panels, group + kGroupPanels);
+    const float* sources[kGroupPanels];
+    bool contiguous[kGroupPanels];
+    for (int64_t panel = group; panel < group_end; ++panel) {
+      const int64_t first = panel * width, used = std::min(width, lanes - first);
+      sources[panel - group] = lane_source(first);
+      contiguous[panel - group] =
+          lane_source(first + used - 1) == sources[panel - group] + used - 1;
+    }
     for (int64_t t = 0; t < steps; ++t) {
-      const float* row = m + t * ld;
       for (int64_t panel = group; panel < group_end; ++panel) {
-        const float* src = row + panel * width;
+        const int64_t first = panel * width, used = std::min(width, lanes - first);
         float* dst = buffer + panel * steps * width + t * width;
-        if (panel < full_panels) {
+        if (!contiguous[panel - group]) {
+          for (int64_t lane = 0; lane < used; ++lane) dst[lane] = lane_source(first + lane)[t * ld];
+        } else if (used == width) {
+          const float* src = sources[panel - group] + t * ld;
           if constexpr (Width != 0) {
             __builtin_memcpy(dst, src, Width * sizeof(float));  // (no aliasing: vector moves)
           } else {
             std::copy(src, src + width, dst);
           }
         } else {
-          const int64_t used = lanes - panel * width;
+          const float* src = sources[panel - group] + t * ld;
           for (int64_t lane = 0; lane < used; ++lane) dst[lane] = src[lane];
-          for (int64_t lane = used; lane < width; ++lane) dst[lane] = 0.0f;
         }
+        for (int64_t lane = used; lane < width; ++lane) dst[lane] = 0.0f;
       }
     }
+  }
+}
+
+template <int64_t Width>
+void pack_along_rows(const LanesAlongRows& op, int64_t first, int64_t lanes, int64_t step,
+                     int64_t steps, int64_t width, float* buffer) {
+  const float* start = op.m + step * op.ld;
+  if (op.per_image == 0) {
+    pack_along_rows<Width>([start, first](int64_t lane) { return start + first + lane; }, op.ld,
+                           lanes, steps, width, buffer);
+  } else {
+    const int64_t per_image = op.per_image, image_stride = op.image_stride;
+    pack_along_rows<Width>(
+        [=](int64_t lane) {
+          const int64_t l = first + lane;
+          return start + l / per_image * image_stride + l % per_image;
+        },
+        op.ld, lanes, steps, width, buffer);
   }
 }
 
@@ -134,28 +164,27 @@ void pack_along_rows(const float* m, int64_t ld, int64_t lanes, int64_t steps,
 
 const float* LanesAlongRows::panels(int64_t first, int64_t lanes, int64_t step, int64_t steps,
                                     int64_t width, float* buffer) const {
-  const float* start = m + step * ld + first;
   switch (width) {  // BLIS's single-precision tile sides
     case 4:
-      pack_along_rows<4>(start, ld, lanes, steps, width, buffer);
+      pack_along_rows<4>(*this, first, lanes, step, steps, width, buffer);
       break;
     case 6:
-      pack_along_rows<6>(start, ld, lanes, steps, width, buffer);
+      pack_along_rows<6>(*this, first, lanes, step, steps, width, buffer);
       break;
     case 8:
-      pack_along_rows<8>(start, ld, lanes, steps, width, buffer);
+      pack_along_rows<8>(*this, first, lanes, step, steps, width, buffer);
       break;
     case 12:
-      pack_along_rows<12>(start, ld, lanes, steps, width, buffer);
+      pack_along_rows<12>(*this, first, lanes, step, steps, width, buffer);
       break;
     case 16:
-      pack_along_rows<16>(start, ld, lanes, steps, width, buffer);
+      pack_along_rows<16>(*this, first, lanes, step, steps, width, buffer);
       break;
     case 32:
-      pack_along_rows<32>(start, ld, lanes, steps, width, buffer);
+      pack_along_rows<32>(*this, first, lanes, step, steps, width, buffer);
       break;
     default:
-      pack_along_rows<0>(start, ld, lanes, steps, width, buffer);
+      pack_along_rows<0>(*this, first, lanes, step, steps, width, buffer);
       break;
   }
   return buffer;
@@ -196,20 +225,21 @@ const float* ImageColumns::panels(int64_t first, int64_t lanes, int64_t step, in
   // division per element, no store more than one panel row apart from the previous one).
   constexpr int64_t kGroupPanels = 8;
   struct Run {
-    int64_t oh, ow, length;
+    int64_t image_offset, oh, ow, length;
     float* out;  // the run's first lane at step 0; step t is t * width further
   };
   Run runs[kGroupPanels * kMaxWidth];
   assert(width <= kMaxWidth);
-  const int64_t panel_floats = steps * width;
+  const int64_t panel_floats = steps * width, P = s.gemm_p(), image_stride = s.in_channels * H * W;
   for (int64_t group = 0; group * kGroupPanels * width < lanes; ++group) {
     const int64_t group_begin = group * kGroupPanels * width;
     const int64_t group_end = std::min(lanes, group_begin + kGroupPanels * width);
     int64_t run_count = 0;
     for (int64_t lane = group_begin; lane < group_end;) {
-      const int64_t p = first + lane, ow = p % OW, in_panel = lane % width;
+      const int64_t q = first_lane + first + lane, p = q % P, ow = p % OW, in_panel = lane % width;
       const int64_t length = std::min({OW - ow, width - in_panel, group_end - lane});
-      runs[run_count++] = {p / OW, ow, length, buffer + lane / width * panel_floats + in_panel};
+      runs[run_count++] = {q / P * image_stride, p / OW, ow, length,
+                           buffer + lane / width * panel_floats + in_panel};
       lane += length;
     }
     int64_t k = step, c = k / (KH * KW), kh = k / KW % KH, kw = k % KW;
@@ -229,7 +259,7 @@ const float* ImageColumns::panels(int64_t first, int64_t lanes, int64_t step, in
         const int64_t end = std::clamp(taps.ow_end, begin, run.ow + run.length);
         std::fill(out, out + (begin - run.ow), 0.0f);
         if (end > begin) {  // (the first pixel's address exists only then)
-          const float* src = plane + ih * W + begin * sw + taps.iw_offset;
+          const float* src = plane + run.image_offset + ih * W + begin * sw + taps.iw_offset;
           copy_strided(src, sw, end - begin, out + (begin - run.ow));
         }
         std::fill(out + (end - run.ow), out + run.length, 0.0f);

@@ -14,10 +14,14 @@ namespace convgemm::detail {
 // panels `width` wide at dst (micro_kernel.hpp's format), zeros in the last panel's extra lanes.
 
 // A row-major matrix whose lanes run along its rows: entry (lane, step) = m[step * ld + lane].
-// (dY as B of backward_data: lanes positions, steps output channels; W^T as its A.)
+// (dY as B of backward_data: lanes positions, steps output channels; W^T as its A.) With
+// per_image set, the lanes run over several such matrices side by side, `per_image` lanes each,
+// `image_stride` floats apart: lane l is entry (l % per_image) of matrix l / per_image (several
+// small images' positions in one block).
 struct LanesAlongRows {
   const float* m;
   int64_t ld;
+  int64_t per_image = 0, image_stride = 0;  // 0: one matrix
   const float* panels(int64_t first, int64_t lanes, int64_t step, int64_t steps, int64_t width,
                       float* buffer) const;
 };
@@ -63,9 +67,12 @@ void prepack(const Source& source, int64_t lanes, int64_t depth, int64_t width, 
 // X_col of one image and group as B of forward: lanes are output positions p = oh * OW + ow,
 // steps the rows k = (c, kh, kw); entry = x_group[c, oh*sh - pt + kh*dh, ow*sw - pl + kw*dw], or
 // 0 in the padding. Nothing is lowered beforehand: the gather is the packing.
+// Lanes may run over several images side by side (lane l >= P is position l % P of image
+// l / P, images C*H*W floats apart), starting at lane `first_lane` of that sequence.
 struct ImageColumns {
   const Conv2dShape* shape;
   const float* x_group;  // [C/G, H, W]
+  int64_t first_lane = 0;
   const float* panels(int64_t first, int64_t lanes, int64_t step, int64_t steps, int64_t width,
                       float* buffer) const;
 };

@@ -24,6 +24,16 @@ constexpr int64_t kTasksPerSlot = 2;
 constexpr int64_t kDataBlockRows = 96;
 constexpr int64_t kDataBlockPositions = 1024;
 
+// Positions in one backward_data block: its output rows, or its images.
+int64_t data_block_columns(const PackedBlocking& b, int64_t OW, int64_t P) {
+  return std::max(b.rows_per_block * OW, b.images_per_data_block * P);
+}
+
+// forward puts several images side by side when one has at most this many positions (14x14),
+// as many as keep the block buffer of M x positions within kForwardBlockFloats (1 MiB).
+constexpr int64_t kSmallImagePositions = 256;
+constexpr int64_t kForwardBlockFloats = 256 << 10;
+
 struct PassLanes {
   int64_t rows, cols;  // lanes of A and of B one task covers, in the A * B view
 };
@@ -43,8 +53,13 @@ PackedBlocking choose_packed_blocking(const Conv2dShape& s, const MicroKernel& k
   const int64_t wanted = kTasksPerSlot * std::max(slots, 1);
   PackedBlocking b;
 
-  b.positions_per_range = lanes_per_range(P, ceil_div(wanted, N * G), wb);
-  b.forward_position_ranges = ceil_div(P, b.positions_per_range);
+  if (P <= kSmallImagePositions) {
+    b.forward_images = std::clamp<int64_t>(kForwardBlockFloats / (M * P), 1, N);
+  }
+  const int64_t forward_lanes = b.forward_images * P;
+  b.positions_per_range =
+      lanes_per_range(forward_lanes, ceil_div(wanted, ceil_div(N, b.forward_images) * G), wb);
+  b.forward_position_ranges = ceil_div(forward_lanes, b.positions_per_range);
 
   const int64_t group_inputs = s.in_channels / G;
   const int64_t by_rows = std::clamp<int64_t>(ceil_div(kDataBlockRows, T), 1, group_inputs);
@@ -52,6 +67,9 @@ PackedBlocking choose_packed_blocking(const Conv2dShape& s, const MicroKernel& k
   b.channels_per_range = std::max<int64_t>(1, std::min(by_rows, by_tasks));
   b.channel_ranges = ceil_div(group_inputs, b.channels_per_range);
   b.rows_per_block = std::clamp<int64_t>(ceil_div(kDataBlockPositions, OW), 1, OH);
+  if (b.rows_per_block == OH && !is_pointwise(s)) {
+    b.images_per_data_block = std::clamp<int64_t>(kDataBlockPositions / P, 1, N);
+  }
 
   b.weight_ranges_of_outputs = M > K;
   b.weight_lanes_per_range = b.weight_ranges_of_outputs
@@ -61,7 +79,7 @@ PackedBlocking choose_packed_blocking(const Conv2dShape& s, const MicroKernel& k
 
   // Packed blocks as large as BLIS's, but no larger than any task's lanes need.
   const PassLanes passes[] = {{M, b.positions_per_range},
-                              {b.channels_per_range * T, b.rows_per_block * OW},
+                              {b.channels_per_range * T, data_block_columns(b, OW, P)},
                               b.weight_ranges_of_outputs ? PassLanes{b.weight_lanes_per_range, K}
                                                          : PassLanes{M, b.weight_lanes_per_range}};
   int64_t mc = kernel.mr, nc = kernel.nr;
@@ -93,7 +111,9 @@ PackedBlocking choose_packed_blocking(const Conv2dShape& s, const MicroKernel& k
     b.blocks = {mc, nc};
     b.row_buffer_floats = round_up(mc * kernel.kc, kAlignFloats);
     b.col_buffer_floats = round_up(kernel.kc * nc, kAlignFloats);
-    const int64_t data_block = b.channels_per_range * T * b.rows_per_block * OW;
+    const int64_t forward_block = b.forward_images > 1 ? M * b.positions_per_range : 0;
+    const int64_t data_block =
+        std::max(forward_block, b.channels_per_range * T * data_block_columns(b, OW, P));
     b.slot_floats = b.row_buffer_floats + b.col_buffer_floats + round_up(data_block, kAlignFloats);
   };
   size_slots();
@@ -152,26 +172,61 @@ void packed_forward(const Conv2dShape& s, const MicroKernel& kernel, const Packe
       weights.panels(0, M, step, std::min(kernel.kc, K - step), wa,
                      workspace + g * group_floats + step * lane_count);
     });
-  const int64_t ranges = b.forward_position_ranges;
-  pool.run(s.batch * G * ranges, [&](int64_t task, int slot) {
-    const int64_t range = task % ranges, g = task / ranges % G, n = task / ranges / G;
-    const int64_t p_begin = range * b.positions_per_range;
-    const int64_t p_end = std::min(P, p_begin + b.positions_per_range);
+  const int64_t ranges = b.forward_position_ranges, images = b.forward_images;
+  pool.run(ceil_div(s.batch, images) * G * ranges, [&](int64_t task, int slot) {
+    const int64_t range = task % ranges, g = task / ranges % G, n = task / ranges / G * images;
+    const int64_t lanes = std::min(images, s.batch - n) * P;
+    const int64_t lane_begin = range * b.positions_per_range;
+    if (lane_begin >= lanes) return;  // (the last group of images may be smaller)
+    const int64_t lane_end = std::min(lanes, lane_begin + b.positions_per_range);
     const PrepackedPanels weights{workspace + g * group_floats, lane_count, kernel.kc};
-    const ImageColumns columns{&s, x + (n * C + g * (C / G)) * HW};
-    float* y_group = y + (n * O + g * M) * P;
+    const ImageColumns columns{&s, x + (n * C + g * (C / G)) * HW, lane_begin};
     const float* bias_group = bias != nullptr ? bias + g * M : nullptr;
-    // The bias joins each tile right after its last reduction block, while it is in cache.
-    auto add_bias = [&](int64_t row, int64_t rows, int64_t col, int64_t cols) {
-      if (bias_group == nullptr) return;
-      for (int64_t m = row; m < row + rows; ++m) {
-        float* y_row = y_group + m * P + col;
-        for (int64_t j = 0; j < cols; ++j) y_row[j] += bias_group[m];
+    const SlotBuffers buffers = slot_buffers(b, workspace, slot);
+    if (images == 1) {
+      float* y_group = y + (n * O + g * M) * P;
+      // The bias joins each tile right after its last reduction block, while it is in cache.
+      auto add_bias = [&](int64_t row, int64_t rows, int64_t col, int64_t cols) {
+        if (bias_group == nullptr) return;
+        for (int64_t m = row; m < row + rows; ++m) {
+          float* y_row = y_group + m * P + lane_begin + col;
+          for (int64_t j = 0; j < cols; ++j) y_row[j] += bias_group[m];
+        }
+      };
+      packed_gemm(kernel, K, weights, columns, GemmOutput{y_group + lane_begin, P, 1, !accumulate},
+                  GemmRange{0, M, 0, lane_end - lane_begin}, b.blocks, buffers.rows, buffers.cols,
+                  add_bias);
+      return;
+    }
+    // Several images: the range's tiles into the block buffer [M x range], then to y. Each
+    // element sees the operations it would see in y directly (the buffer starts as y's values
+    // when accumulating; the bias comes last).
+    const int64_t ld = lane_end - lane_begin;
+    float* block = buffers.data_block;
+    auto for_each_lane = [&](auto&& visit) {  // visit(buffer entry, y entry, bias)
+      for (int64_t lane = lane_begin; lane < lane_end;) {
+        const int64_t image = lane / P, p = lane % P, run = std::min(P - p, lane_end - lane);
+        for (int64_t m = 0; m < M; ++m) {
+          float* y_row = y + ((n + image) * O + g * M + m) * P + p;
+          visit(block + m * ld + (lane - lane_begin), y_row, run, m);
+        }
+        lane += run;
       }
     };
-    const SlotBuffers buffers = slot_buffers(b, workspace, slot);
-    packed_gemm(kernel, K, weights, columns, GemmOutput{y_group, P, 1, !accumulate},
-                GemmRange{0, M, p_begin, p_end}, b.blocks, buffers.rows, buffers.cols, add_bias);
+    if (accumulate) {
+      for_each_lane([](float* entry, float* y_row, int64_t run, int64_t) {
+        std::copy(y_row, y_row + run, entry);
+      });
+    }
+    packed_gemm(kernel, K, weights, columns, GemmOutput{block, ld, 1, !accumulate},
+                GemmRange{0, M, 0, ld}, b.blocks, buffers.rows, buffers.cols, kNoWriteBack);
+    for_each_lane([&](float* entry, float* y_row, int64_t run, int64_t m) {
+      if (bias_group == nullptr) {
+        std::copy(entry, entry + run, y_row);
+      } else {
+        for (int64_t j = 0; j < run; ++j) y_row[j] = entry[j] + bias_group[m];
+      }
+    });
   });
 }
 
@@ -234,11 +289,31 @@ void packed_backward_data(const Conv2dShape& s, const MicroKernel& kernel, const
       std::memset(dx + plane * HW, 0, static_cast<std::size_t>(HW) * sizeof(float));
     });
   }
-  pool.run(s.batch * G * ranges, [&](int64_t task, int slot) {
-    const int64_t range = task % ranges, g = task / ranges % G, n = task / ranges / G;
+  // Tasks (group of images, group, range): each block is a range of output rows of one image,
+  // or whole images side by side (their positions one after the other in the block's columns).
+  // col2im adds image by image, each in the order it would have alone.
+  const int64_t images = b.images_per_data_block, image_groups = ceil_div(s.batch, images);
+  pool.run(image_groups * G * ranges, [&](int64_t task, int slot) {
+    const int64_t range = task % ranges, g = task / ranges % G, n = task / ranges / G * images;
     const int64_t c_begin = range * b.channels_per_range;
     const int64_t c_end = std::min(group_inputs, c_begin + b.channels_per_range);
     const SlotBuffers buffers = slot_buffers(b, workspace, slot);
+    if (images > 1) {
+      const int64_t count = std::min(images, s.batch - n), columns = count * P;
+      const LanesAlongRows dy_images{dy + (n * O + g * M) * P, P, /*per_image=*/P,
+                                     /*image_stride=*/O * P};
+      with_weights(g, range, [&](const auto& w_transposed) {
+        packed_gemm(kernel, M, w_transposed, dy_images,
+                    GemmOutput{buffers.data_block, columns, 1, /*overwrite=*/true},
+                    GemmRange{0, range_rows(range), 0, columns}, b.blocks, buffers.rows,
+                    buffers.cols, kNoWriteBack);
+      });
+      for (int64_t i = 0; i < count; ++i) {
+        col2im_block(s, buffers.data_block + i * P, ColumnBlock{c_begin * T, c_end * T, 0, OH},
+                     dx + ((n + i) * C + g * group_inputs) * HW, /*ld=*/columns);
+      }
+      return;
+    }
     with_weights(g, range, [&](const auto& w_transposed) {
       for (int64_t oh_begin = 0; oh_begin < OH; oh_begin += b.rows_per_block) {
         const int64_t oh_end = std::min(OH, oh_begin + b.rows_per_block);

@@ -29,11 +29,17 @@ namespace convgemm::detail {
 
 // How the packed passes cut their work; chosen once by the plan.
 struct PackedBlocking {
-  // forward: tasks (image, group, range of positions)
+  // forward: tasks (group of images, group, range of positions); a range covers the positions
+  // of the group's images one after the other. With several images, tiles cross images, so
+  // they land in the slot's block buffer and are copied to y (with the bias) afterwards.
+  int64_t forward_images = 1;
   int64_t forward_position_ranges = 1, positions_per_range = 1;
   // backward_data: tasks (image, group, range of input channels), each a sequence of blocks of
   // output rows (fixed by the shape: the order col2im adds them in)
   int64_t channels_per_range = 1, channel_ranges = 1, rows_per_block = 1;
+  // Small images (a block is the whole image): this many images side by side in one block, so
+  // that the positions fill the micro-kernel's panels (7x7 = 49 positions, 2 panels of 32).
+  int64_t images_per_data_block = 1;
   // backward_weights: tasks (group, range of dW's lanes): ranges of X_col rows (dW columns), or
   // of output channels (dW rows) when there are more of those. A range's task packs only its
   // own lanes of one operand but all of the other, so the longer side is the one split.
