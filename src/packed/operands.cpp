@@ -113,18 +113,25 @@ void pack_along_rows(LaneSource lane_source, int64_t ld, int64_t lanes, int64_t 
     const int64_t group_end = std::min(panels, group + kGroupPanels);
     const float* sources[kGroupPanels];
     bool contiguous[kGroupPanels];
+    const float* lane_sources[kGroupPanels * kMaxWidth];  // lane by lane, for the others
     for (int64_t panel = group; panel < group_end; ++panel) {
       const int64_t first = panel * width, used = std::min(width, lanes - first);
       sources[panel - group] = lane_source(first);
       contiguous[panel - group] =
           lane_source(first + used - 1) == sources[panel - group] + used - 1;
+      if (!contiguous[panel - group]) {
+        for (int64_t lane = 0; lane < used; ++lane) {
+          lane_sources[(panel - group) * kMaxWidth + lane] = lane_source(first + lane);
+        }
+      }
     }
     for (int64_t t = 0; t < steps; ++t) {
       for (int64_t panel = group; panel < group_end; ++panel) {
         const int64_t first = panel * width, used = std::min(width, lanes - first);
         float* dst = buffer + panel * steps * width + t * width;
         if (!contiguous[panel - group]) {
-          for (int64_t lane = 0; lane < used; ++lane) dst[lane] = lane_source(first + lane)[t * ld];
+          const float* const* from = lane_sources + (panel - group) * kMaxWidth;
+          for (int64_t lane = 0; lane < used; ++lane) dst[lane] = from[lane][t * ld];
         } else if (used == width) {
           const float* src = sources[panel - group] + t * ld;
           if constexpr (Width != 0) {
