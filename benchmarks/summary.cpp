@@ -402,7 +402,8 @@ std::string verdict(const std::string& target, const std::vector<Item>& items, b
 
 std::string thread_label(int threads) { return std::to_string(threads) + "T"; }
 
-// The performance targets of issue 7, each with what this run measured.
+// The performance targets of the packed-driver issue, each with what this run measured
+// (backend 0 is the packed driver, backend 1 the explicit path on OpenBLAS).
 std::string targets(const std::vector<Row>& rows, const std::vector<int>& thread_counts,
                     const std::map<int, double>& peaks) {
   std::ostringstream text;
@@ -417,30 +418,41 @@ std::string targets(const std::vector<Row>& rows, const std::vector<int>& thread
     return items;
   };
   const auto fixed_threshold = [](double t) { return [t](int) { return t; }; };
-  const auto roofline = [](const DenseMeans& m) { return m.roofline; };
-  const auto plain = [](const DenseMeans& m) { return m.onednn_plain; };
   const auto blocked = [](const DenseMeans& m) { return m.onednn_blocked; };
-  const auto peak = [](const DenseMeans& m) { return m.peak; };
-
-  text << verdict("forward, OpenBLAS GEMM: dense x roofline >= 0.95",
-                  per_threads(0, Pass::forward, roofline, fixed_threshold(0.95)), true);
-  text << verdict("forward, OpenBLAS GEMM: dense x oneDNN nchw >= 1.0",
-                  per_threads(0, Pass::forward, plain, fixed_threshold(1.0)), true);
-  for (const Pass pass : {Pass::forward, Pass::backward_data}) {
-    const std::string name = std::string(short_pass(pass)) + ", oneDNN GEMM: dense ";
-    text << verdict(name + "fraction of peak >= 0.85 (1T), 0.80 (more)",
-                    per_threads(1, pass, peak, [](int t) { return t == 1 ? 0.85 : 0.80; }), true);
-    text << verdict(name + "x oneDNN nchw >= 1.2",
-                    per_threads(1, pass, plain, fixed_threshold(1.2)), true);
-    text << verdict(name + "x oneDNN blocked >= 0.85",
-                    per_threads(1, pass, blocked, fixed_threshold(0.85)), true);
-  }
-  for (int b = 0; b < kBackendCount; ++b) {
-    for (const Pass pass : {Pass::backward_data, Pass::backward_weights}) {
-      text << verdict(std::string(short_pass(pass)) + ", " + kBackends[b].title +
-                          ": dense x its roofline >= 0.9",
-                      per_threads(b, pass, roofline, fixed_threshold(0.9)), true);
+  // The packed driver against the explicit OpenBLAS path, layer by layer, then the mean.
+  const auto over_explicit = [&](Pass pass, double threshold) {
+    std::vector<Item> items;
+    for (const int threads : thread_counts) {
+      const auto keep = [&](const Row& r) {
+        return !r.depthwise() && r.c->pass == pass && r.c->threads == threads;
+      };
+      items.push_back({thread_label(threads),
+                       geomean(rows, keep, [](const Row& r) { return r.ratio(0, r.gflops(1)); }),
+                       threshold});
     }
+    return items;
+  };
+  const std::string packed = kBackends[0].title;
+  text << verdict(
+      "fwd, " + packed + ": dense x oneDNN blocked >= 0.85 (1T), 0.80 (more)",
+      per_threads(0, Pass::forward, blocked, [](int t) { return t == 1 ? 0.85 : 0.80; }), true);
+  text << verdict("fwd, " + packed + ": dense x the explicit OpenBLAS path >= 1.15",
+                  over_explicit(Pass::forward, 1.15), true);
+  {
+    std::vector<Item> one_thread;
+    const DenseMeans m = dense_means(rows, 0, Pass::forward, 1);
+    one_thread.push_back({"1T", m.peak, 0.75});
+    text << verdict("fwd, " + packed + ": dense fraction of the FMA peak >= 0.75 (1T)", one_thread,
+                    true);
+  }
+  text << verdict("bwd_data, " + packed + ": dense x oneDNN blocked >= 1.0",
+                  per_threads(0, Pass::backward_data, blocked, fixed_threshold(1.0)), true);
+  text << verdict("bwd_weights, " + packed + ": dense x oneDNN blocked >= 0.8",
+                  per_threads(0, Pass::backward_weights, blocked, fixed_threshold(0.8)), true);
+  for (const Pass pass : {Pass::backward_data, Pass::backward_weights}) {
+    text << verdict(std::string(short_pass(pass)) + ", " + packed +
+                        ": dense x the explicit OpenBLAS path >= 1.1",
+                    over_explicit(pass, 1.1), true);
   }
 
   // Worst row of a selection, labelled with its layer, batch and threads.
@@ -464,56 +476,47 @@ std::string targets(const std::vector<Row>& rows, const std::vector<int>& thread
     return std::vector<Item>{*item};
   };
 
-  for (int b = 0; b < kBackendCount; ++b) {
-    const auto three_channels = [](const Row& r) {
-      return r.c->pass == Pass::backward_data && r.c->layer.shape.in_channels == 3;
-    };
-    text << verdict(
-        std::string("bwd_data, ") + kBackends[b].title +
-            ": x oneDNN blocked >= 1.5 on the 3-input-channel layers (worst case)",
-        with_threshold(
-            worst(
-                three_channels, [&](const Row& r) { return r.ratio(b, r.onednn_blocked); }, true),
-            1.5),
-        true);
-  }
-
   // Batch 1: the most threads against one thread, layer by layer; beside it what the machine
   // itself gave in this run (a shared machine may not give a second core in full).
   if (peaks.contains(1) && peaks.contains(most) && most > 1) {
     text << "  (the FMA probe itself: " << thread_label(most) << " = "
          << fixed(peaks.at(most) / peaks.at(1), 2) << "x 1T in this run)\n";
   }
-  for (int b = 0; b < kBackendCount && most > 1; ++b) {
-    for (const Pass pass : kPasses) {
-      std::optional<Item> slowest;
-      int below = 0, layers = 0;
-      for (const Row& many : rows) {
-        if (many.depthwise() || many.c->pass != pass || many.c->threads != most ||
-            many.c->layer.shape.batch != 1) {
+  for (const Pass pass : kPasses) {
+    if (most <= 1) break;
+    std::vector<double> speedups;
+    std::optional<Item> slowest;
+    for (const Row& many : rows) {
+      if (many.depthwise() || many.c->pass != pass || many.c->threads != most ||
+          many.c->layer.shape.batch != 1) {
+        continue;
+      }
+      for (const Row& one : rows) {
+        if (one.c->pass != pass || one.c->threads != 1 || one.c->layer.shape.batch != 1 ||
+            one.c->layer.name != many.c->layer.name) {
           continue;
         }
-        for (const Row& one : rows) {
-          if (one.c->pass != pass || one.c->threads != 1 || one.c->layer.shape.batch != 1 ||
-              one.c->layer.name != many.c->layer.name) {
-            continue;
-          }
-          const auto speedup = quotient(many.gflops(b), one.gflops(b));
-          if (!speedup) continue;
-          ++layers;
-          below += *speedup < 1.7;
-          if (!slowest || *speedup < *slowest->value) {
-            slowest = Item{"slowest " + many.c->layer.name, speedup, 1.7};
-          }
+        const auto speedup = quotient(many.gflops(0), one.gflops(0));
+        if (!speedup) continue;
+        speedups.push_back(*speedup);
+        if (!slowest || *speedup < *slowest->value) {
+          slowest = Item{"worst " + many.c->layer.name, speedup, 1.7};
         }
       }
-      std::vector<Item> items = with_threshold(slowest, 1.7);
-      items.front().label = std::to_string(below) + " of " + std::to_string(layers) +
-                            " layers below; " + items.front().label;
-      text << verdict(std::string(short_pass(pass)) + ", " + kBackends[b].title +
-                          ", batch 1: " + thread_label(most) + " >= 1.7x 1T on every dense layer",
-                      items, true);
     }
+    std::vector<Item> items;
+    if (!speedups.empty()) {
+      std::sort(speedups.begin(), speedups.end());
+      const std::size_t mid = speedups.size() / 2;
+      const double median =
+          speedups.size() % 2 == 1 ? speedups[mid] : 0.5 * (speedups[mid - 1] + speedups[mid]);
+      items.push_back({"median", median, 1.7});
+      slowest->threshold = 0.0;  // reported, not judged
+      items.push_back(*slowest);
+    }
+    text << verdict(std::string(short_pass(pass)) + ", " + packed + ", batch 1: " +
+                        thread_label(most) + " >= 1.7x 1T (median over the dense layers)",
+                    items, true);
   }
 
   for (const Pass pass : kPasses) {

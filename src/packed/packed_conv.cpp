@@ -26,7 +26,7 @@ constexpr int64_t kDataBlockPositions = 1024;
 
 // Positions in one backward_data block: its output rows, or its images.
 int64_t data_block_columns(const PackedBlocking& b, int64_t OW, int64_t P) {
-  return std::max(b.rows_per_block * OW, b.images_per_data_block * P);
+  return b.images_per_data_block > 1 ? b.images_per_data_block * P : b.rows_per_block * OW;
 }
 
 // forward puts several images side by side when one has at most this many positions (14x14),
