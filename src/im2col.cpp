@@ -51,9 +51,8 @@ namespace {
 // -march); GCC turns the shuffle below into a single shufps.
 using Vec4 = float __attribute__((vector_size(4 * sizeof(float))));
 
-// dst[j] = src[j * stride] for j < count. Stride 2 (the common strided convolution) takes four
-// outputs from eight loaded floats with one shuffle instead of four scalar copies; it loads only
-// while the eight floats end inside what the scalar loop would read.
+}  // namespace
+
 void gather_strided(const float* src, int64_t stride, int64_t count, float* dst) {
   int64_t j = 0;
   if (stride == 2) {
@@ -67,6 +66,8 @@ void gather_strided(const float* src, int64_t stride, int64_t count, float* dst)
   }
   for (; j < count; ++j) dst[j] = src[j * stride];
 }
+
+namespace {
 
 // dst[j * stride] += src[j] for j < count, the adjoint of gather_strided. Stride 2 adds four
 // at a time: the eight floats are split into even and odd, the evens get the sum, and both are

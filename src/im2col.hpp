@@ -25,6 +25,12 @@ struct TapRange {
 };
 TapRange tap_range(const Conv2dShape& shape, int64_t kw);
 
+// dst[j] = src[j * stride] for j < count: the gather of a strided row (im2col's, and the packed
+// driver's image panels). Stride 2 (the common strided convolution) takes four outputs from
+// eight loaded floats with one shuffle instead of four scalar copies; it loads only while the
+// eight floats end inside what the scalar loop would read.
+void gather_strided(const float* src, int64_t stride, int64_t count, float* dst);
+
 // Writes the block of X_col read from `image` [C/G, H, W] (zeros for taps in the padding).
 void im2col_block(const Conv2dShape& shape, const float* image, const ColumnBlock& block,
                   float* x_col);

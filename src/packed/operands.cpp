@@ -68,25 +68,13 @@ void transpose_into_panel(const float* tile, int64_t used, int64_t chunk, int64_
   }
 }
 
-// dst[i] = src[i * stride] for i < count. Stride 2 (every strided layer of the benchmark table)
-// takes four outputs from eight loaded floats with one shuffle; it loads only while the eight
-// floats end inside what the scalar loop would read.
+// A strided row into a panel's lanes: contiguous for stride 1, else im2col's gather.
 void copy_strided(const float* src, int64_t stride, int64_t count, float* dst) {
   if (stride == 1) {
     std::copy(src, src + count, dst);
-    return;
+  } else {
+    gather_strided(src, stride, count, dst);
   }
-  int64_t i = 0;
-  if (stride == 2) {
-    for (; i + 4 < count; i += 4) {  // reads src[2i .. 2i+7], inside [0, 2*(count-1)]
-      Vec4 low, high;
-      __builtin_memcpy(&low, src + 2 * i, sizeof low);
-      __builtin_memcpy(&high, src + 2 * i + 4, sizeof high);
-      const Vec4 even = __builtin_shufflevector(low, high, 0, 2, 4, 6);
-      __builtin_memcpy(dst + i, &even, sizeof even);
-    }
-  }
-  for (; i < count; ++i) dst[i] = src[i * stride];
 }
 
 }  // namespace
