@@ -183,4 +183,17 @@ void broadcast_in_pieces(std::span<float> values, MPI_Comm comm, const ExchangeO
   }
 }
 
+void broadcast_bytes(std::vector<uint8_t>& bytes, MPI_Comm comm, const ExchangeOptions& options) {
+  int64_t size = static_cast<int64_t>(bytes.size());
+  detail::check_mpi(MPI_Bcast(&size, 1, MPI_INT64_T, /*root=*/0, comm), "MPI_Bcast");
+  bytes.resize(static_cast<std::size_t>(size));
+  const int64_t piece =
+      std::max<int64_t>(1, std::min<int64_t>(options.max_message_elements, INT32_MAX / 8));
+  for (int64_t begin = 0; begin < size; begin += piece) {
+    detail::check_mpi(MPI_Bcast(bytes.data() + begin, as_count(std::min(piece, size - begin)),
+                                MPI_BYTE, /*root=*/0, comm),
+                      "MPI_Bcast");
+  }
+}
+
 }  // namespace convgemm::distributed

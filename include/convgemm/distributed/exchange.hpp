@@ -31,6 +31,7 @@
 
 #include <cstdint>
 #include <span>
+#include <vector>
 
 #include "convgemm/distributed/collective_error.hpp"
 
@@ -74,5 +75,10 @@ constexpr int64_t tree_left_leaves(int64_t n) { return n - n / 2; }
 // (MPI_Bcast). Sizes must agree (the caller checks).
 void broadcast_in_pieces(std::span<float> values, MPI_Comm comm,
                          const ExchangeOptions& options = {});
+
+// Collective: every rank's `bytes` become rank 0's, size included (one MPI_Bcast of the size,
+// then the bytes in pieces of at most max_message_elements).
+void broadcast_bytes(std::vector<uint8_t>& bytes, MPI_Comm comm,
+                     const ExchangeOptions& options = {});
 
 }  // namespace convgemm::distributed
