@@ -64,7 +64,7 @@ struct SynchronizerOptions {
 };
 
 struct StepResult {
-  double loss_sum = 0.0;  // sum of the per-image losses of the global batch, in chunk order
+  double loss_sum = 0.0;  // sum of the per-image losses of the global batch, along the tree
   int64_t correct = 0;    // images of the global batch whose largest logit is their label
   int64_t images = 0;     // the global batch
   double mean_loss() const { return images > 0 ? loss_sum / double(images) : 0.0; }
