@@ -75,7 +75,10 @@ int64_t sweep_one(int64_t size, int64_t piece, uint64_t seed, MPI_Comm comm) {
   const std::string where = "size " + std::to_string(size) + ", piece " + std::to_string(piece) +
                             ", " + std::to_string(sizeof(T)) + "-byte elements, rank " +
                             std::to_string(rank) + " of " + std::to_string(ranks);
-  require(std::memcmp(values.data(), expected.data(), values.size() * sizeof(T)) == 0,
+  // (memcmp only on non-empty vectors: their data() may be null otherwise.)
+  require(values.size() == expected.size() &&
+              (values.empty() ||
+               std::memcmp(values.data(), expected.data(), values.size() * sizeof(T)) == 0),
           "the exchange equals the tree bit for bit (" + where + ")");
 
   // Traffic: the segments halve, so each of the 2 log2(R) steps moves about size / 2^(k+1)
