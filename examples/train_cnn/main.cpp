@@ -4,7 +4,8 @@
 //
 //   train_cnn                          generated patterns, default settings
 //   train_cnn --mnist DIR --epochs 3   DIR/train-images-idx3-ubyte, ... (uncompressed)
-//   train_cnn --save model.ckpt        then: train_cnn --resume model.ckpt --epochs 2
+//   train_cnn --epochs 1 --save model.ckpt   then: train_cnn --resume model.ckpt --epochs 2
+//                                      continues with epoch 2, bit for bit as if never stopped
 //   mpirun -np 2 train_cnn --distributed   data-parallel over MPI (builds with MPI only), the
 //                                          same weights for any number of ranks
 #include <convgemm/nn/nn.hpp>
@@ -21,6 +22,7 @@
 #include <exception>
 #include <filesystem>
 #include <optional>
+#include <random>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -61,8 +63,10 @@ constexpr const char* kUsage = R"(usage: train_cnn [options]
   --noise X         generated pixel noise (std. deviation)  (default 0.25)
   --mnist DIR       train on DIR/train-images-idx3-ubyte, train-labels-idx1-ubyte,
                     test on DIR/t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte
-  --save PATH       write a checkpoint after training (PATH.tmp, then renamed)
-  --resume PATH     start from a checkpoint of the same architecture
+  --save PATH       write a checkpoint after training (PATH.tmp, then renamed):
+                    parameters, optimizer state, epoch, data order
+  --resume PATH     continue the run that saved PATH from its last epoch to --epochs
+                    (the total); the other options must be that run's
   --distributed     data-parallel over MPI, under mpirun -np R (MPI builds only):
                     --batch is then the global batch of all ranks, cut into chunks
                     of --chunk images; it must be divisible by R x chunk
@@ -217,6 +221,49 @@ class Progress {
   Clock::time_point last_{};
 };
 
+// The run's position as a checkpoint records it (nn::TrainingProgress): the data order comes from
+// std::mt19937_64(seed + 1), and the learning rate of epoch e is lr x lr_decay^(e - 1).
+nn::TrainingProgress fresh_progress(const Options& o) {
+  return {.epochs_done = 0,
+          .order_seed = o.seed + 1,
+          .order_draws = 0,
+          .base_learning_rate = o.lr,
+          .learning_rate_decay = o.lr_decay};
+}
+
+// A resumed run must be the saved run's continuation: its seed and schedule (the optimizer's
+// options are checked by Sgd::restore).
+void require_same_run(const nn::TrainingProgress& saved, const Options& o,
+                      const std::filesystem::path& path) {
+  const nn::TrainingProgress mine = fresh_progress(o);
+  auto differs = [&](const char* flag, const std::string& theirs, const std::string& ours) {
+    throw std::invalid_argument("train_cnn: --resume " + path.string() + ": " + flag + " " + ours +
+                                " differs from the saved run's " + theirs +
+                                " (a resumed run continues the saved one)");
+  };
+  if (saved.order_seed != mine.order_seed) {
+    differs("--seed", std::to_string(saved.order_seed - 1), std::to_string(o.seed));
+  }
+  if (saved.base_learning_rate != mine.base_learning_rate) {
+    differs("--lr", std::to_string(saved.base_learning_rate), std::to_string(o.lr));
+  }
+  if (saved.learning_rate_decay != mine.learning_rate_decay) {
+    differs("--lr-decay", std::to_string(saved.learning_rate_decay), std::to_string(o.lr_decay));
+  }
+}
+
+// Each epoch's Fisher-Yates shuffle (nn::train_epoch, distributed::train_epoch) draws
+// size - 1 outputs from the order generator.
+uint64_t draws_per_epoch(const nn::Dataset& train) {
+  return train.size() > 1 ? static_cast<uint64_t>(train.size() - 1) : 0;
+}
+
+std::mt19937_64 order_generator(const nn::TrainingProgress& progress) {
+  std::mt19937_64 rng(progress.order_seed);
+  rng.discard(progress.order_draws);
+  return rng;
+}
+
 struct Data {
   nn::Dataset train, test;
   std::string name;
@@ -265,9 +312,16 @@ int run(const Options& o) {
   model.initialize(o.seed);
   const int64_t input_shape[] = {o.batch, 1, train.height, train.width};
   std::printf("%s\n", model.summary(input_shape).c_str());
+  nn::Sgd sgd(model.parameters(), {.learning_rate = o.lr,
+                                   .momentum = o.momentum,
+                                   .weight_decay = 0.0f,
+                                   .accumulation_steps = o.accumulate});
+  nn::TrainingProgress progress = fresh_progress(o);
   if (o.resume) {
-    nn::load_checkpoint(model, *o.resume);
-    std::printf("resumed from %s: held-out accuracy %.2f%%\n", o.resume->c_str(),
+    progress = nn::load_checkpoint(model, sgd, *o.resume);
+    require_same_run(progress, o, *o.resume);
+    std::printf("resumed from %s after epoch %lld: held-out accuracy %.2f%%\n", o.resume->c_str(),
+                static_cast<long long>(progress.epochs_done),
                 100.0 * nn::evaluate_accuracy(model, test, 256));
   }
   std::printf(
@@ -278,23 +332,21 @@ int run(const Options& o) {
       o.threads == 0 ? "all" : std::to_string(o.threads).c_str());
   std::fflush(stdout);
 
-  nn::Sgd sgd(model.parameters(), {.learning_rate = o.lr,
-                                   .momentum = o.momentum,
-                                   .weight_decay = 0.0f,
-                                   .accumulation_steps = o.accumulate});
-  std::mt19937_64 order_rng(o.seed + 1);
-  Progress progress(::isatty(STDERR_FILENO) == 1);
+  std::mt19937_64 order_rng = order_generator(progress);
+  Progress display(::isatty(STDERR_FILENO) == 1);
   double accuracy = 0.0;
-  for (int64_t epoch = 1; epoch <= o.epochs; ++epoch) {
+  for (int64_t epoch = progress.epochs_done + 1; epoch <= o.epochs; ++epoch) {
     // Step decay: large steps while the loss falls fast, smaller ones to settle.
     sgd.set_learning_rate(o.lr * std::pow(o.lr_decay, float(epoch - 1)));
     const auto epoch_start = Clock::now();
     const nn::EpochResult result = nn::train_epoch(
         model, sgd, train, o.batch, order_rng, [&](int64_t done, int64_t total, double loss) {
-          progress.update(epoch, o.epochs, done, total, loss, done / seconds_since(epoch_start));
+          display.update(epoch, o.epochs, done, total, loss, done / seconds_since(epoch_start));
         });
+    progress.epochs_done = epoch;
+    progress.order_draws += draws_per_epoch(train);
     const double train_seconds = seconds_since(epoch_start);
-    progress.clear();
+    display.clear();
     accuracy = nn::evaluate_accuracy(model, test, 256);
     std::printf("epoch %lld/%lld  loss %.4f  held-out accuracy %6.2f%%  %6.0f images/s  (%.1f s)\n",
                 static_cast<long long>(epoch), static_cast<long long>(o.epochs), result.mean_loss,
@@ -303,8 +355,9 @@ int run(const Options& o) {
     std::fflush(stdout);
   }
   if (o.save) {
-    nn::save_checkpoint(model, *o.save);
-    std::printf("saved checkpoint %s\n", o.save->c_str());
+    nn::save_checkpoint(model, sgd, progress, *o.save);
+    std::printf("saved checkpoint %s after epoch %lld\n", o.save->c_str(),
+                static_cast<long long>(progress.epochs_done));
   }
   std::printf("done in %.1f s\n", seconds_since(start));
   return 0;
@@ -312,6 +365,38 @@ int run(const Options& o) {
 
 #if CONVGEMM_TRAIN_CNN_MPI
 namespace distributed = convgemm::distributed;
+
+// Rank 0 reads the checkpoint's bytes and broadcasts them; every rank then loads the same bytes
+// into its model and Sgd, so a file that only rank 0's machine has will do. A file rank 0 cannot
+// read, or that does not fit, fails on every rank alike (CollectiveError: no MPI_Abort needed).
+nn::TrainingProgress resume_on_every_rank(nn::Sequential& model, nn::Sgd& sgd,
+                                          const std::filesystem::path& path, const Options& o,
+                                          MPI_Comm comm) {
+  int rank = 0;
+  MPI_Comm_rank(comm, &rank);
+  std::vector<uint8_t> bytes;
+  std::vector<uint8_t> error;  // rank 0's read error, if any, travels as text
+  if (rank == 0) {
+    try {
+      bytes = nn::read_checkpoint_bytes(path);
+    } catch (const std::exception& e) {
+      const std::string_view what = e.what();
+      error.assign(what.begin(), what.end());
+    }
+  }
+  distributed::broadcast_bytes(error, comm);
+  if (!error.empty()) throw distributed::CollectiveError(std::string(error.begin(), error.end()));
+  distributed::broadcast_bytes(bytes, comm);
+  try {
+    const nn::TrainingProgress progress = nn::load_checkpoint(model, sgd, bytes, path);
+    require_same_run(progress, o, path);
+    return progress;
+  } catch (const std::exception& e) {
+    // The same bytes and options on every rank: every rank fails here alike. (A refused file
+    // changed nothing; a run refused by require_same_run ends anyway.)
+    throw distributed::CollectiveError(e.what());
+  }
+}
 
 // Data-parallel training (src/distributed/README.md): every rank builds the data set and the
 // model, takes its own chunks of each global batch and evaluates its share of the held-out
@@ -329,17 +414,19 @@ int run_distributed(const Options& o, int rank) {
   model.initialize(o.seed);
   const int64_t chunk_shape[] = {o.chunk, 1, train.height, train.width};
   if (lead) std::printf("%s\n", model.summary(chunk_shape).c_str());
-  // Rank 0 reads the checkpoint; the synchroniser's constructor broadcasts its parameters.
-  if (o.resume && lead) nn::load_checkpoint(model, *o.resume);
   distributed::GradientSynchronizer sync(
       model, {.global_batch = o.batch,
               .chunk_size = o.chunk,
               .image_shape = {train.channels, train.height, train.width}});
+  nn::Sgd sgd(model.parameters(),
+              sync.sgd_options({.learning_rate = o.lr, .momentum = o.momentum}));
+  nn::TrainingProgress progress = fresh_progress(o);
   if (o.resume) {
+    progress = resume_on_every_rank(model, sgd, *o.resume, o, sync.communicator());
     const double accuracy = distributed::evaluate_accuracy(model, test, 256);
     if (lead) {
-      std::printf("resumed from %s: held-out accuracy %.2f%%\n", o.resume->c_str(),
-                  100.0 * accuracy);
+      std::printf("resumed from %s after epoch %lld: held-out accuracy %.2f%%\n", o.resume->c_str(),
+                  static_cast<long long>(progress.epochs_done), 100.0 * accuracy);
     }
   }
   const int64_t steps = train.size() / o.batch;
@@ -357,19 +444,19 @@ int run_distributed(const Options& o, int rank) {
     std::fflush(stdout);
   }
 
-  nn::Sgd sgd(model.parameters(),
-              sync.sgd_options({.learning_rate = o.lr, .momentum = o.momentum}));
-  std::mt19937_64 order_rng(o.seed + 1);
-  Progress progress(lead && ::isatty(STDERR_FILENO) == 1);
-  for (int64_t epoch = 1; epoch <= o.epochs; ++epoch) {
+  std::mt19937_64 order_rng = order_generator(progress);
+  Progress display(lead && ::isatty(STDERR_FILENO) == 1);
+  for (int64_t epoch = progress.epochs_done + 1; epoch <= o.epochs; ++epoch) {
     sgd.set_learning_rate(o.lr * std::pow(o.lr_decay, float(epoch - 1)));
     const auto epoch_start = Clock::now();
     const nn::EpochResult result = distributed::train_epoch(
         sync, sgd, train, order_rng, [&](int64_t done, int64_t total, double loss) {
-          progress.update(epoch, o.epochs, done, total, loss, done / seconds_since(epoch_start));
+          display.update(epoch, o.epochs, done, total, loss, done / seconds_since(epoch_start));
         });
+    progress.epochs_done = epoch;
+    progress.order_draws += draws_per_epoch(train);
     const double train_seconds = seconds_since(epoch_start);
-    progress.clear();
+    display.clear();
     const double accuracy = distributed::evaluate_accuracy(model, test, 256);
     if (lead) {
       std::printf(
@@ -379,9 +466,11 @@ int run_distributed(const Options& o, int rank) {
       std::fflush(stdout);
     }
   }
+  // Every rank holds the same model, Sgd state and progress: rank 0's file is everybody's.
   if (o.save && lead) {
-    nn::save_checkpoint(model, *o.save);
-    std::printf("saved checkpoint %s\n", o.save->c_str());
+    nn::save_checkpoint(model, sgd, progress, *o.save);
+    std::printf("saved checkpoint %s after epoch %lld\n", o.save->c_str(),
+                static_cast<long long>(progress.epochs_done));
   }
   if (lead) std::printf("done in %.1f s\n", seconds_since(start));
   return 0;

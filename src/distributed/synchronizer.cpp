@@ -12,12 +12,6 @@
 namespace convgemm::distributed {
 namespace {
 
-// A chunk's slot in the fused message: its metrics (loss sum, correct count) as two doubles
-// stored bytewise in the first four floats, then its gradients in nn::pack_gradients order. The
-// message travels as MPI_BYTE, so the doubles' bits arrive untouched.
-constexpr int64_t kMetricFloats = 2 * sizeof(double) / sizeof(float);
-static_assert(kMetricFloats * sizeof(float) == 2 * sizeof(double));
-
 // What every rank must agree on before the first step. kVersion catches ranks started from
 // different builds of this file's layout.
 enum Field : int {
@@ -43,7 +37,7 @@ constexpr const char* kFieldNames[kFieldCount] = {"the fingerprint version (diff
                                                   "image_shape[0] (channels)",
                                                   "image_shape[1] (height)",
                                                   "image_shape[2] (width)"};
-constexpr int64_t kFingerprintVersion = 1;
+constexpr int64_t kFingerprintVersion = 2;  // 2: the tree exchange
 
 [[noreturn]] void collective_fail(const std::string& message) {
   throw CollectiveError("convgemm: " + message);
@@ -165,10 +159,11 @@ GradientSynchronizer::GradientSynchronizer(nn::Sequential& model,
   // runs on gathered values, so all ranks reach the same verdict.
   check_consistent_across_ranks();
 
-  slot_floats_ = kMetricFloats + parameter_count_;
-  local_slots_.assign(static_cast<std::size_t>(chunks_per_rank() * slot_floats_), 0.0f);
-  all_slots_.assign(static_cast<std::size_t>(chunks() * slot_floats_), 0.0f);
-  combined_.assign(static_cast<std::size_t>(parameter_count_), 0.0f);
+  // A tree over n leaves is ceil(log2 n) + 1 levels deep (the left side is the deeper one).
+  std::size_t levels = 1;
+  for (int64_t n = chunks_per_rank(); n > 1; n = tree_left_leaves(n)) ++levels;
+  level_gradients_.assign(levels, std::vector<float>(static_cast<std::size_t>(parameter_count_)));
+  level_metrics_.assign(levels, {0.0, 0.0});
   predicted_.resize(static_cast<std::size_t>(options_.chunk_size));
   broadcast_parameters();
 }
@@ -209,6 +204,11 @@ void GradientSynchronizer::check_consistent_across_ranks() {
   };
   require_positive("global_batch", batch);
   require_positive("chunk_size", chunk);
+  if ((ranks_ & (ranks_ - 1)) != 0) {
+    collective_fail("the number of ranks (" + std::to_string(ranks_) +
+                    ") must be a power of two (1, 2, 4, 8, ...): the bitwise rule of the chunk "
+                    "tree (synchronizer.hpp)");
+  }
   if (batch % (int64_t(ranks_) * chunk) != 0) {
     std::string message = "global_batch (";
     message += std::to_string(batch);
@@ -239,14 +239,6 @@ void GradientSynchronizer::check_consistent_across_ranks() {
                     nn::shape_to_string(output_shape) + " for input " +
                     nn::shape_to_string(input_shape) + ")");
   }
-  // MPI counts are ints: this rank's slots (sent as bytes) and the parameters (broadcast as
-  // floats). The gathered buffer is checked too, as some implementations address it with ints.
-  const int64_t slot_bytes = (kMetricFloats + parameter_count_) * int64_t(sizeof(float));
-  if (parameter_count_ > INT_MAX || slot_bytes > INT_MAX / (batch / chunk)) {
-    collective_fail("global_batch / chunk_size (" + std::to_string(batch / chunk) +
-                    " chunks) x one chunk's message (" + std::to_string(slot_bytes) +
-                    " bytes) must fit MPI's int count");
-  }
 }
 
 nn::SgdOptions GradientSynchronizer::sgd_options(nn::SgdOptions base) const {
@@ -271,57 +263,59 @@ StepResult GradientSynchronizer::compute_gradients(const nn::Tensor& images,
   std::vector<int64_t> chunk_shape = expected;
   chunk_shape[0] = chunk;
   chunk_images_.resize(chunk_shape);
-  const int64_t chunk_floats = chunk_images_.size();
-  for (int64_t i = 0; i < chunks_per_rank(); ++i) {
-    std::copy_n(images.data() + i * chunk_floats, chunk_floats, chunk_images_.data());
-    const std::span<const int32_t> chunk_labels =
-        labels.subspan(static_cast<std::size_t>(i * chunk), static_cast<std::size_t>(chunk));
-    // Each chunk's gradient starts from zero, so its bits do not depend on the chunks this rank
-    // happened to compute before it.
-    nn::zero_gradients(parameters_);
-    const nn::Tensor& logits = model_->forward(chunk_images_);
-    const double mean_loss = loss_.forward(logits, chunk_labels);
-    nn::argmax_rows(logits, predicted_);
-    int64_t correct = 0;
-    for (std::size_t n = 0; n < predicted_.size(); ++n) correct += predicted_[n] == chunk_labels[n];
-    loss_.backward(dlogits_);
-    model_->backward(dlogits_);
+  sum_chunks(images, labels, /*first=*/0, chunks_per_rank(), /*depth=*/0);
 
-    float* slot = local_slots_.data() + i * slot_floats_;
-    const double metrics[2] = {mean_loss * double(chunk), double(correct)};
-    std::memcpy(slot, metrics, sizeof metrics);
-    nn::pack_gradients(parameters_,
-                       std::span(slot + kMetricFloats, static_cast<std::size_t>(parameter_count_)));
-  }
+  // The rank's subtree sums become the whole tree's, the same bits on every rank. The sizes were
+  // checked equal across ranks by the constructor.
+  const ExchangeOptions exchange{.check_sizes = false};
+  last_traffic_ = tree_allreduce(std::span<float>(level_gradients_[0]), comm_, exchange);
+  last_traffic_ += tree_allreduce(std::span<double>(level_metrics_[0]), comm_, exchange);
 
-  // The one exchange of the step: every rank receives every chunk's slot, in chunk order (rank r
-  // owns chunks [r * chunks_per_rank, (r + 1) * chunks_per_rank)).
-  const int bytes = static_cast<int>(chunks_per_rank() * slot_floats_ * int64_t(sizeof(float)));
-  detail::check_mpi(MPI_Allgather(local_slots_.data(), bytes, MPI_BYTE, all_slots_.data(), bytes,
-                                  MPI_BYTE, comm_),
-                    "MPI_Allgather");
-
-  // ((g_0 + g_1) + g_2) + ...: the same additions in the same order on every rank and for every
-  // number of ranks. Metrics likewise, in double.
   StepResult result;
   result.images = options_.global_batch;
-  double correct = 0.0;
-  for (int64_t j = 0; j < chunks(); ++j) {
-    const float* slot = all_slots_.data() + j * slot_floats_;
-    double metrics[2];
-    std::memcpy(metrics, slot, sizeof metrics);
-    result.loss_sum += metrics[0];
-    correct += metrics[1];
-    const float* gradients = slot + kMetricFloats;
-    if (j == 0) {
-      std::copy_n(gradients, parameter_count_, combined_.data());
-    } else {
-      for (int64_t e = 0; e < parameter_count_; ++e) combined_[std::size_t(e)] += gradients[e];
-    }
-  }
-  result.correct = static_cast<int64_t>(correct);
-  nn::unpack_gradients(combined_, parameters_);
+  result.loss_sum = level_metrics_[0][0];
+  result.correct = static_cast<int64_t>(level_metrics_[0][1]);
+  nn::unpack_gradients(level_gradients_[0], parameters_);
   return result;
+}
+
+void GradientSynchronizer::sum_chunks(const nn::Tensor& images, std::span<const int32_t> labels,
+                                      int64_t first, int64_t n, std::size_t depth) {
+  if (n == 1) {
+    compute_chunk(images, labels, first, depth);
+    return;
+  }
+  const int64_t left = tree_left_leaves(n);
+  sum_chunks(images, labels, first, left, depth);
+  sum_chunks(images, labels, first + left, n - left, depth + 1);
+  // The node: left + right.
+  std::vector<float>& sum = level_gradients_[depth];
+  const std::vector<float>& right = level_gradients_[depth + 1];
+  for (std::size_t e = 0; e < sum.size(); ++e) sum[e] = sum[e] + right[e];
+  for (std::size_t m = 0; m < 2; ++m) {
+    level_metrics_[depth][m] = level_metrics_[depth][m] + level_metrics_[depth + 1][m];
+  }
+}
+
+void GradientSynchronizer::compute_chunk(const nn::Tensor& images, std::span<const int32_t> labels,
+                                         int64_t index, std::size_t depth) {
+  const int64_t chunk = options_.chunk_size;
+  const int64_t chunk_floats = chunk_images_.size();
+  std::copy_n(images.data() + index * chunk_floats, chunk_floats, chunk_images_.data());
+  const std::span<const int32_t> chunk_labels =
+      labels.subspan(static_cast<std::size_t>(index * chunk), static_cast<std::size_t>(chunk));
+  // Each chunk's gradient starts from zero, so its bits do not depend on the chunks this rank
+  // happened to compute before it.
+  nn::zero_gradients(parameters_);
+  const nn::Tensor& logits = model_->forward(chunk_images_);
+  const double mean_loss = loss_.forward(logits, chunk_labels);
+  nn::argmax_rows(logits, predicted_);
+  int64_t correct = 0;
+  for (std::size_t i = 0; i < predicted_.size(); ++i) correct += predicted_[i] == chunk_labels[i];
+  loss_.backward(dlogits_);
+  model_->backward(dlogits_);
+  level_metrics_[depth] = {mean_loss * double(chunk), double(correct)};
+  nn::pack_gradients(parameters_, level_gradients_[depth]);
 }
 
 StepResult GradientSynchronizer::step(const nn::Tensor& images, std::span<const int32_t> labels,
@@ -354,12 +348,10 @@ StepResult GradientSynchronizer::step(const nn::Tensor& images, std::span<const 
 }
 
 void GradientSynchronizer::broadcast_parameters() {
-  combined_.resize(static_cast<std::size_t>(parameter_count_));
-  copy_values(parameters_, combined_, /*to_fused=*/true);
-  detail::check_mpi(MPI_Bcast(combined_.data(), static_cast<int>(parameter_count_), MPI_FLOAT,
-                              /*root=*/0, comm_),
-                    "MPI_Bcast");
-  copy_values(parameters_, combined_, /*to_fused=*/false);
+  fused_values_.resize(static_cast<std::size_t>(parameter_count_));
+  copy_values(parameters_, fused_values_, /*to_fused=*/true);
+  broadcast_in_pieces(fused_values_, comm_);
+  copy_values(parameters_, fused_values_, /*to_fused=*/false);
 }
 
 void sum_over_ranks(std::span<double> values, MPI_Comm comm) {

@@ -1,5 +1,6 @@
 #include "convgemm/nn/sgd.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -68,6 +69,53 @@ void Sgd::set_learning_rate(float learning_rate) {
   options_ = changed;
 }
 
+SgdState Sgd::state() const {
+  if (pending_ != 0) {
+    detail::fail("sgd pending_micro_batches", pending_,
+                 "must be 0 to save the optimizer state (save after an update or flush())");
+  }
+  SgdState saved{options_, updates_, {}};
+  for (const std::vector<float>& v : velocity_) {
+    saved.velocity.insert(saved.velocity.end(), v.begin(), v.end());
+  }
+  return saved;
+}
+
+void Sgd::restore(const SgdState& saved) {
+  // Every check before the first change.
+  auto differs = [](const char* field, double theirs, double mine) {
+    detail::fail_message(std::string("restored sgd ") + field + " (" + std::to_string(theirs) +
+                         ") must equal this optimizer's (" + std::to_string(mine) + ")");
+  };
+  if (saved.options.momentum != options_.momentum) {
+    differs("momentum", saved.options.momentum, options_.momentum);
+  }
+  if (saved.options.weight_decay != options_.weight_decay) {
+    differs("weight_decay", saved.options.weight_decay, options_.weight_decay);
+  }
+  if (saved.options.accumulation_steps != options_.accumulation_steps) {
+    differs("accumulation_steps", double(saved.options.accumulation_steps),
+            double(options_.accumulation_steps));
+  }
+  SgdOptions changed = options_;
+  changed.learning_rate = saved.options.learning_rate;
+  validate(changed);
+  detail::require_at_least("restored sgd updates", saved.updates, 0);
+  int64_t expected = 0;
+  for (const std::vector<float>& v : velocity_) expected += static_cast<int64_t>(v.size());
+  if (static_cast<int64_t>(saved.velocity.size()) != expected) {
+    detail::fail("restored sgd velocity.size()", static_cast<int64_t>(saved.velocity.size()),
+                 "must equal the momentum buffers' total (" + std::to_string(expected) + ")");
+  }
+  options_ = changed;
+  updates_ = saved.updates;
+  auto next = saved.velocity.begin();
+  for (std::vector<float>& v : velocity_) {
+    std::copy(next, next + static_cast<std::ptrdiff_t>(v.size()), v.begin());
+    next += static_cast<std::ptrdiff_t>(v.size());
+  }
+}
+
 void Sgd::apply(int64_t micro_batches) {
   // The update rule of sgd.hpp; the 1/k turns the sum of micro-batch means into the mean.
   const float scale = 1.0f / static_cast<float>(micro_batches);
@@ -89,6 +137,7 @@ void Sgd::apply(int64_t micro_batches) {
     }
   }
   pending_ = 0;
+  ++updates_;
 }
 
 }  // namespace convgemm::nn

@@ -5,7 +5,8 @@
 // Random bytes almost never carry a valid checksum, which would keep the fuzzer at the first
 // check. So the first input byte is a switch: when it is odd, the file is the rest of the input
 // with its last 8 bytes replaced by the right FNV-1a checksum, and the parser behind it is
-// reached too.
+// reached too. When bit 1 of that byte is set, the file is loaded with an Sgd as for resuming
+// (version 2's training state), and the Sgd's state must be unchanged on refusal too.
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -14,6 +15,7 @@
 
 #include "convgemm/nn/checkpoint.hpp"
 #include "convgemm/nn/sequential.hpp"
+#include "convgemm/nn/sgd.hpp"
 #include "convgemm/nn/training.hpp"
 #include "file_fuzzing.hpp"
 
@@ -51,10 +53,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
     m.initialize(1);
     return m;
   }();
+  // Momentum 0.9 as in the seed corpus's version-2 files.
+  static convgemm::nn::Sgd sgd(model.parameters(), {.learning_rate = 0.01f, .momentum = 0.9f});
   const std::vector<float> before = values(model);
+  const convgemm::nn::SgdState sgd_before = sgd.state();
+  const bool with_sgd = (data[0] & 2) != 0;
   bool loaded = true;
   try {
-    convgemm::nn::load_checkpoint(model, convgemm::fuzz::scratch_file(file, "checkpoint"));
+    const auto path = convgemm::fuzz::scratch_file(file, "checkpoint");
+    if (with_sgd) {
+      convgemm::nn::load_checkpoint(model, sgd, path);
+    } else {
+      convgemm::nn::load_checkpoint(model, path);
+    }
   } catch (const std::runtime_error&) {
     loaded = false;
   } catch (const std::invalid_argument&) {
@@ -66,6 +77,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
     std::fprintf(stderr, "MISMATCH: a refused checkpoint changed the model\n");
     __builtin_trap();
   }
-  if (loaded) set_values(model, before);  // the next input starts from the same model
+  const convgemm::nn::SgdState sgd_after = sgd.state();
+  if (!loaded && (sgd_after.updates != sgd_before.updates ||
+                  sgd_after.options.learning_rate != sgd_before.options.learning_rate ||
+                  std::memcmp(sgd_after.velocity.data(), sgd_before.velocity.data(),
+                              sgd_before.velocity.size() * sizeof(float)) != 0)) {
+    std::fprintf(stderr, "MISMATCH: a refused checkpoint changed the Sgd\n");
+    __builtin_trap();
+  }
+  if (loaded) {  // the next input starts from the same model and Sgd
+    set_values(model, before);
+    sgd.restore(sgd_before);
+  }
   return 0;
 }

@@ -80,7 +80,7 @@ TEST_F(Checkpoint, FormatStartsWithMagicAndVersion) {
   const std::vector<uint8_t> bytes = read(path("m"));
   ASSERT_GT(bytes.size(), 12u);
   EXPECT_EQ(std::memcmp(bytes.data(), "CGNNCKPT", 8), 0);
-  EXPECT_EQ(bytes[8], 1);  // version 1, little-endian
+  EXPECT_EQ(bytes[8], 2);  // version 2, little-endian
   EXPECT_EQ(bytes[9] | bytes[10] | bytes[11], 0);
   // The payload is the parameters' bits, the checksum FNV-1a 64 of everything before it.
   uint64_t stored = 0;
@@ -141,10 +141,10 @@ TEST_F(Checkpoint, CorruptedFilesAreRejectedAndTheModelIsUntouched) {
   EXPECT_THAT([&] { load_checkpoint(target, path("bad")); },
               ThrowsMessage<std::runtime_error>(HasSubstr("bad magic")));
   std::vector<uint8_t> version = good;
-  version[8] = 2;
+  version[8] = 3;
   write(path("bad"), version);
   EXPECT_THAT([&] { load_checkpoint(target, path("bad")); },
-              ThrowsMessage<std::runtime_error>(HasSubstr("unsupported version 2")));
+              ThrowsMessage<std::runtime_error>(HasSubstr("unsupported version 3")));
   std::vector<uint8_t> longer = good;
   longer.push_back(0);
   write(path("bad"), longer);

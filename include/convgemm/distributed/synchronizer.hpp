@@ -5,19 +5,27 @@
 // gives other weights on 2 ranks than on 1. Instead the step is defined on fixed-size chunks:
 //
 //   global batch B (images per SGD step, all ranks together) = chunks x chunk_size c
-//   rule: B divisible by R x c (R ranks), so every rank owns B / (R c) consecutive chunks
 //   chunk j's gradient g_j: zero the gradients, forward + backward on chunk j's c images alone
-//   every rank gathers every g_j (one MPI_Allgather of fused per-chunk slots) and adds them in
-//   chunk order, g = ((g_0 + g_1) + g_2) + ...; then one Sgd update with g / chunks (an Sgd whose
-//   accumulation_steps is chunks(), i.e. the gradient of the mean loss over the B images)
+//   g = tree(0, chunks), the pairwise tree of exchange.hpp over g_0 ... g_{chunks-1}:
+//       tree(lo, 1) = g_lo,  tree(lo, n) = tree(lo, ceil(n/2)) + tree(lo + ceil(n/2), floor(n/2))
+//   then one Sgd update with g / chunks (an Sgd whose accumulation_steps is chunks(), i.e. the
+//   gradient of the mean loss over the B images). The loss sum and correct count of the step
+//   are summed in double along the same tree.
+//
+// The rule on R ranks (refused by name on every rank otherwise, CollectiveError):
+//   R is a power of two (1, 2, 4, 8, ...) and B is divisible by R x c (chunks divisible by R).
+// Then the tree's top log2(R) levels halve exactly and rank r's consecutive chunks
+// [r chunks/R, (r+1) chunks/R) form one subtree: each rank sums its own chunks along the tree
+// (keeping one buffer per tree level, not one per chunk), and tree_allreduce() combines the R
+// subtree sums along the top levels, a reduce-scatter then an allgather.
 //
 // Which rank computed g_j never changes its bits (the engine's conv passes and Dense's GEMMs do
-// not depend on thread counts), and the combination is the same on every rank and for every R,
-// so R = 1, 2, 4, ... end with the same weights as the 1-process run of the same rule.
+// not depend on thread counts), and every addition of the tree is the same on every rank and for
+// every such R, so R = 1, 2, 4, 8 end with the same weights as the 1-process run of the rule.
 //
-// Cost: each step moves chunks x (parameters + 4) floats to every rank instead of an allreduce's
-// ~2 x parameters, holds all of them in memory, and repeats the (chunks - 1) x parameters additions
-// on every rank; chunks of c images also run smaller GEMMs than one batch of B / R would.
+// Cost per step and rank: 2 (1 - 1/R) x (parameters + 2 doubles) sent and as many received,
+// whatever the number of chunks (last_traffic()); (1 - 1/R) x parameters additions for the
+// exchange; chunks of c images run smaller GEMMs than one batch of B / R would.
 //
 // Collective calls (the constructor, step(), broadcast_parameters()) must be made by every rank
 // of the communicator in the same order, from the thread that initialised MPI.
@@ -32,12 +40,15 @@
 
 #include <mpi.h>  // the component exists to speak MPI; it links MPI::MPI_CXX publicly
 
+#include <array>
 #include <cstdint>
 #include <span>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "convgemm/distributed/collective_error.hpp"
+#include "convgemm/distributed/exchange.hpp"
 #include "convgemm/nn/loss.hpp"
 #include "convgemm/nn/parameter.hpp"
 #include "convgemm/nn/sequential.hpp"
@@ -46,13 +57,6 @@
 
 namespace convgemm::distributed {
 
-// Raised by a collective check with the same message on every rank of the communicator, so the
-// job can report it on each rank and end without MPI_Abort (run_or_abort() does).
-class CollectiveError : public std::invalid_argument {
- public:
-  using std::invalid_argument::invalid_argument;
-};
-
 struct SynchronizerOptions {
   int64_t global_batch = 32;         // images per SGD step over all ranks, >= 1
   int64_t chunk_size = 8;            // images per gradient chunk, >= 1; see the rule above
@@ -60,7 +64,7 @@ struct SynchronizerOptions {
 };
 
 struct StepResult {
-  double loss_sum = 0.0;  // sum of the per-image losses of the global batch, in chunk order
+  double loss_sum = 0.0;  // sum of the per-image losses of the global batch, along the tree
   int64_t correct = 0;    // images of the global batch whose largest logit is their label
   int64_t images = 0;     // the global batch
   double mean_loss() const { return images > 0 ? loss_sum / double(images) : 0.0; }
@@ -71,8 +75,8 @@ class GradientSynchronizer {
   // Collective. Gathers a fingerprint of every rank (parameter count, names and shapes, options)
   // with one MPI_Allgather and throws CollectiveError on every rank, naming the field and the
   // ranks' values, when they disagree or when rank 0's options break a rule (global_batch and
-  // chunk_size >= 1, global_batch divisible by ranks x chunk_size, image_shape of rank 3 that the
-  // model accepts, message sizes within MPI's int counts). Then broadcasts rank 0's parameter
+  // chunk_size >= 1, ranks a power of two, global_batch divisible by ranks x chunk_size,
+  // image_shape of rank 3 that the model accepts). Then broadcasts rank 0's parameter
   // values to every rank. `model` must outlive the synchroniser and keep its layers.
   GradientSynchronizer(nn::Sequential& model, const SynchronizerOptions& options,
                        MPI_Comm comm = MPI_COMM_WORLD);
@@ -94,7 +98,7 @@ class GradientSynchronizer {
 
   // Collective. images [local_batch(), C, H, W] (image_shape), labels local_batch() entries:
   // this rank's chunks of the global batch, in order. Leaves in every parameter gradient the
-  // chunk-ordered sum over all chunks of all ranks (overwriting what was there) and returns the
+  // tree sum over all chunks of all ranks (overwriting what was there) and returns the
   // global metrics, the same on every rank. Throws std::invalid_argument (on this rank only) on
   // a wrong images or labels size; errors of the layers propagate.
   StepResult compute_gradients(const nn::Tensor& images, std::span<const int32_t> labels);
@@ -104,11 +108,22 @@ class GradientSynchronizer {
   // (std::invalid_argument naming the option otherwise).
   StepResult step(const nn::Tensor& images, std::span<const int32_t> labels, nn::Sgd& sgd);
 
-  // Collective: every rank's parameter values become rank 0's (one MPI_Bcast of a fused buffer).
+  // Collective: every rank's parameter values become rank 0's (MPI_Bcast of a fused buffer, in
+  // pieces).
   void broadcast_parameters();
+
+  // What the last compute_gradients() sent and received on this rank.
+  const ExchangeTraffic& last_traffic() const { return last_traffic_; }
 
  private:
   void check_consistent_across_ranks();
+  // Leaves tree(first, n) of this rank's chunks (local indices) in level_gradients_[depth] and
+  // its metrics in level_metrics_[depth], computing each chunk when the tree's post-order, which
+  // visits the chunks in index order, reaches it.
+  void sum_chunks(const nn::Tensor& images, std::span<const int32_t> labels, int64_t first,
+                  int64_t n, std::size_t depth);
+  void compute_chunk(const nn::Tensor& images, std::span<const int32_t> labels, int64_t index,
+                     std::size_t depth);
 
   nn::Sequential* model_;
   SynchronizerOptions options_;
@@ -116,10 +131,12 @@ class GradientSynchronizer {
   int rank_ = 0, ranks_ = 1;
   std::vector<nn::Parameter> parameters_;
   int64_t parameter_count_ = 0;
-  int64_t slot_floats_ = 0;         // one chunk's slot: kMetricFloats, then the gradients
-  std::vector<float> local_slots_;  // chunks_per_rank() slots, this rank's chunks
-  std::vector<float> all_slots_;    // chunks() slots, every chunk in chunk order
-  std::vector<float> combined_;     // the chunk-ordered sum of the gradients
+  // One per level of the local tree (ceil(log2(chunks_per_rank())) + 1): a node's gradient sum
+  // and its metrics {loss sum, correct count}; level 0 ends up with the rank's subtree sum.
+  std::vector<std::vector<float>> level_gradients_;
+  std::vector<std::array<double, 2>> level_metrics_;
+  std::vector<float> fused_values_;  // broadcast_parameters()'s buffer
+  ExchangeTraffic last_traffic_;
   nn::Tensor chunk_images_, dlogits_;
   std::vector<int32_t> predicted_;
   nn::SoftmaxCrossEntropy loss_;

@@ -21,6 +21,14 @@ struct SgdOptions {
   int64_t accumulation_steps = 1;  // k micro-batches per update, >= 1
 };
 
+// What a checkpoint needs to continue an Sgd exactly: its options, the number of updates applied
+// so far and the momentum buffers, fused in parameter order (empty without momentum).
+struct SgdState {
+  SgdOptions options;
+  int64_t updates = 0;
+  std::vector<float> velocity;
+};
+
 class Sgd {
  public:
   // Allocates the momentum buffers (one per parameter, zero). Throws std::invalid_argument
@@ -37,6 +45,17 @@ class Sgd {
   void zero_grad();
 
   int64_t pending_micro_batches() const { return pending_; }
+  // Updates applied since construction (or since the restored state's count).
+  int64_t updates() const { return updates_; }
+
+  // The state to checkpoint. Throws std::invalid_argument when micro-batches are pending (their
+  // gradients would be lost: save after an update or flush()).
+  SgdState state() const;
+  // Continues from `saved`: its learning rate, update count and momentum buffers. Throws
+  // std::invalid_argument naming the field, and changes nothing, when saved's momentum,
+  // weight_decay or accumulation_steps differ from this Sgd's, its learning rate is invalid, its
+  // velocity size is not this Sgd's parameters' total (0 without momentum) or its updates < 0.
+  void restore(const SgdState& saved);
   const SgdOptions& options() const { return options_; }
   void set_learning_rate(float learning_rate);
   const std::vector<Parameter>& parameters() const { return parameters_; }
@@ -48,6 +67,7 @@ class Sgd {
   SgdOptions options_;
   std::vector<std::vector<float>> velocity_;  // one per parameter, empty without momentum
   int64_t pending_ = 0;
+  int64_t updates_ = 0;
 };
 
 }  // namespace convgemm::nn
