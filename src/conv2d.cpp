@@ -1,7 +1,7 @@
 // The public plan: validation up front, then the engine (plan.hpp) does the work.
 #include "convgemm/conv2d.hpp"
 
-#include "check.hpp"
+#include "convgemm/detail/check.hpp"
 #include "plan.hpp"
 
 namespace convgemm {

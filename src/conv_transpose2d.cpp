@@ -5,7 +5,7 @@
 #include <string>
 #include <utility>
 
-#include "check.hpp"
+#include "convgemm/detail/check.hpp"
 #include "plan.hpp"
 #include "shape_rules.hpp"
 

@@ -14,7 +14,7 @@
 // the three public kernels, compiled twice by target_clones, and what only they use.
 #include <algorithm>
 
-#include "check.hpp"
+#include "convgemm/detail/check.hpp"
 #include "depthwise_plane.hpp"
 #include "depthwise_stride_two.hpp"
 #include "depthwise_taps.hpp"

@@ -9,7 +9,7 @@
 #include <cstdint>
 #include <cstring>
 
-#include "check.hpp"
+#include "convgemm/detail/check.hpp"
 
 namespace convgemm::detail::depthwise {
 

@@ -6,7 +6,7 @@
 #include <algorithm>
 #include <cstdint>
 
-#include "check.hpp"
+#include "convgemm/detail/check.hpp"
 #include "convgemm/shape.hpp"
 #include "depthwise_plane.hpp"
 

@@ -9,7 +9,8 @@
 #include <stdexcept>
 #include <string>
 
-#include "check.hpp"
+#include "convgemm/detail/check.hpp"
+#include "shape_rules.hpp"
 
 #if CONVGEMM_HAVE_ONEDNN
 #include <omp.h>
@@ -28,8 +29,11 @@ std::mutex g_blas_threads_mutex;
 int g_single_thread_scopes = 0;  // guarded by g_blas_threads_mutex
 int g_saved_blas_threads = 1;    // guarded by g_blas_threads_mutex
 
+static_assert(std::numeric_limits<blasint>::max() >= kMaxGemmDimension,
+              "the linked CBLAS cannot carry every GEMM dimension a valid shape allows");
+
 blasint to_blas(int64_t value) {
-  assert(value >= 0 && value <= blas_int_max());
+  assert(value >= 0 && value <= kMaxGemmDimension);
   return static_cast<blasint>(value);
 }
 
@@ -73,8 +77,6 @@ void onednn_sgemm(Transpose transpose_a, Transpose transpose_b, int64_t m, int64
 #endif
 
 }  // namespace
-
-int64_t blas_int_max() { return std::numeric_limits<blasint>::max(); }
 
 bool onednn_gemm_built() { return CONVGEMM_HAVE_ONEDNN; }
 

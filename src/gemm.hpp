@@ -17,16 +17,13 @@ bool onednn_gemm_built();
 GemmLibrary configured_explicit_gemm();
 
 // C [m x n] = op(A) [m x k] * op(B) [k x n] + beta * C, all row-major with the given leading
-// dimensions, on `library`. Dimensions must fit blas_int_max() (Conv2dShape::validate
+// dimensions, on `library`. Dimensions are at most kMaxGemmDimension (Conv2dShape::validate
 // guarantees it). Runs on the calling thread only: OpenBLAS is kept single-threaded by a
 // SingleThreadedBlas scope, oneDNN's OpenMP team is set to one thread for the call (the OpenMP
 // setting is per thread, so it is saved and restored around each call).
 void sgemm(GemmLibrary library, Transpose transpose_a, Transpose transpose_b, int64_t m, int64_t n,
            int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, float beta,
            float* c, int64_t ldc);
-
-// The largest dimension the BLAS integer type of the linked CBLAS can carry.
-int64_t blas_int_max();
 
 // Keeps OpenBLAS single-threaded while at least one scope is alive, then restores the thread
 // count it found. OpenBLAS's switch is process-wide (and the pthread build's thread pool would

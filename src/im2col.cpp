@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <cstring>
 
-#include "check.hpp"
+#include "convgemm/detail/check.hpp"
 #include "convgemm/im2col.hpp"
 
 namespace convgemm::detail {

@@ -7,7 +7,7 @@
 #include <new>
 #include <string>
 
-#include "check.hpp"
+#include "convgemm/detail/check.hpp"
 #include "kernels.hpp"
 
 namespace convgemm::detail {

@@ -2,8 +2,7 @@
 
 #include <string>
 
-#include "check.hpp"
-#include "gemm.hpp"
+#include "convgemm/detail/check.hpp"
 #include "shape_rules.hpp"
 
 namespace convgemm {
@@ -145,17 +144,16 @@ void Conv2dShape::validate() const {
   checked_mul(checked_mul(out_channels, k, "weight size"), kFloatBytes, "weight bytes");
   checked_mul(checked_mul(k, plane_out, "column matrix size"), kFloatBytes, "column bytes");
 
-  // The GEMM dimensions (and so every leading dimension) must fit the BLAS integer.
-  const int64_t limit = detail::blas_int_max();
-  auto fit_blas = [limit](const char* name, int64_t value) {
-    if (value > limit) {
-      detail::fail(name, value, "exceeds the BLAS integer limit " + std::to_string(limit));
+  auto fit_gemm = [](const char* name, int64_t value) {
+    if (value > detail::kMaxGemmDimension) {
+      detail::fail(name, value,
+                   "exceeds the GEMM dimension limit " + std::to_string(detail::kMaxGemmDimension));
     }
   };
-  fit_blas("out_channels / groups (GEMM M)", gemm_m());
-  fit_blas("in_channels / groups * kernel_height * kernel_width (GEMM K)", k);
-  fit_blas("out_height * out_width (GEMM P)", plane_out);
-  fit_blas("in_height * in_width", plane_in);
+  fit_gemm("out_channels / groups (GEMM M)", gemm_m());
+  fit_gemm("in_channels / groups * kernel_height * kernel_width (GEMM K)", k);
+  fit_gemm("out_height * out_width (GEMM P)", plane_out);
+  fit_gemm("in_height * in_width", plane_in);
 }
 
 std::string Conv2dShape::to_string() const {

@@ -15,6 +15,7 @@
 #include "convgemm/im2col.hpp"
 #include "convgemm/naive.hpp"
 #include "gemm.hpp"
+#include "shape_rules.hpp"
 #include "support/compare.hpp"
 #include "support/tensors.hpp"
 
@@ -255,19 +256,16 @@ TEST(Errors, CoordinatesBeyondTwoToTheSixtyAreRefused) {
   EXPECT_THAT([&] { dilated.validate(); }, throws_naming("overflows int64"));
 }
 
-TEST(Errors, GemmDimensionsBeyondTheBlasIntegerAreRefused) {
-  const int64_t too_big = detail::blas_int_max() + 1;
-  if (detail::blas_int_max() == std::numeric_limits<int64_t>::max()) {
-    GTEST_SKIP() << "64-bit BLAS integers: no GEMM dimension can exceed them";
-  }
-  ASSERT_EQ(detail::blas_int_max(), std::numeric_limits<int32_t>::max());
+TEST(Errors, GemmDimensionsBeyondTheEngineLimitAreRefused) {
+  const int64_t too_big = detail::kMaxGemmDimension + 1;
+  ASSERT_EQ(too_big, int64_t{1} << 31);
   expect_every_entry_point_throws(Conv2dShape{.out_channels = too_big}, "(GEMM M)");
   expect_every_entry_point_throws(Conv2dShape{.in_channels = too_big}, "(GEMM K)");
   // K = C/G * KH * KW = 2 * (2^30 + 1): each factor fits, the product does not.
   const int64_t half = too_big / 2 + 1;
   expect_every_entry_point_throws(
       Conv2dShape{.in_channels = 2, .in_width = half, .kernel_width = half},
-      "exceeds the BLAS integer limit");
+      "exceeds the GEMM dimension limit 2147483647");
   expect_every_entry_point_throws(
       Conv2dShape{.in_height = int64_t{1} << 16, .in_width = int64_t{1} << 16}, "(GEMM P)");
   // At the limit itself the shape is fine (nothing is allocated by validate()).

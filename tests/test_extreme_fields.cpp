@@ -9,7 +9,7 @@
 
 #include <limits>
 
-#include "check.hpp"
+#include "convgemm/detail/check.hpp"
 #include "convgemm/conv2d.hpp"
 #include "support/checks.hpp"
 #include "support/seed.hpp"

@@ -125,6 +125,9 @@ TEST(Sgemm, RefusesBadShapesAndNullPointersByName) {
               ThrowsMessage<std::invalid_argument>(HasSubstr("n must be >= 1 (got -3)")));
   EXPECT_THAT([] { Sgemm({.m = int64_t{1} << 40, .k = int64_t{1} << 40}); },
               ThrowsMessage<std::invalid_argument>(HasSubstr("m * k")));
+  EXPECT_THAT([] { Sgemm({.m = 3, .n = int64_t{1} << 31, .k = 2}); },
+              ThrowsMessage<std::invalid_argument>(
+                  HasSubstr("n exceeds the GEMM dimension limit 2147483647 (got 2147483648)")));
   Sgemm gemm({.m = 2, .n = 2, .k = 2});
   std::vector<float> a(4, 1.0f), c(4, 7.0f);
   EXPECT_THAT([&] { gemm.multiply(a.data(), nullptr, c.data()); },

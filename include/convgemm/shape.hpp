@@ -65,11 +65,11 @@ struct Conv2dShape {
 
   // Throws std::invalid_argument naming the first bad field and its value: non-positive sizes,
   // zero stride or dilation, negative padding, channels not divisible by groups, an empty output,
-  // tensor or workspace sizes that overflow int64_t or size_t bytes, GEMM dimensions beyond the
-  // BLAS integer type, and a stride, a dilation or a padded input extent (in + both paddings)
-  // above kMaxCoordinate: every index the kernels form is then a sum of a few terms of at most
-  // that size, which cannot overflow int64_t. (No tensor can be that wide: a stride or padding
-  // so large only ever reads padding.)
+  // tensor or workspace sizes that overflow int64_t or size_t bytes, GEMM dimensions beyond
+  // 2^31 - 1 (the engine's limit, whatever GEMM library is linked), and a stride, a dilation or a
+  // padded input extent (in + both paddings) above kMaxCoordinate: every index the kernels form is
+  // then a sum of a few terms of at most that size, which cannot overflow int64_t. (No tensor can
+  // be that wide: a stride or padding so large only ever reads padding.)
   void validate() const;
   static constexpr int64_t kMaxCoordinate = int64_t{1} << 60;
 

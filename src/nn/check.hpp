@@ -1,13 +1,13 @@
 #pragma once
-// The layer library's validation helpers, on top of the engine's (../check.hpp): the same
-// one-sentence std::invalid_argument messages, with the layer named in the field.
+// The layer library's validation helpers, on top of the engine's (convgemm/detail/check.hpp): the
+// same one-sentence std::invalid_argument messages, with the layer named in the field.
 
 #include <cstdint>
 #include <span>
 #include <string>
 #include <string_view>
 
-#include "../check.hpp"
+#include "convgemm/detail/check.hpp"
 #include "convgemm/nn/tensor.hpp"
 
 namespace convgemm::nn::detail {

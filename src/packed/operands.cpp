@@ -4,7 +4,7 @@
 #include <cassert>
 #include <cstring>
 
-#include "../check.hpp"
+#include "convgemm/detail/check.hpp"
 #include "../im2col.hpp"
 
 namespace convgemm::detail {

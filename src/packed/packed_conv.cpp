@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
-#include "../check.hpp"
+#include "convgemm/detail/check.hpp"
 #include "../im2col.hpp"
 #include "operands.hpp"
 

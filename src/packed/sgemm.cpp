@@ -4,9 +4,11 @@
 
 #include <algorithm>
 #include <new>
+#include <string>
 
-#include "../check.hpp"
 #include "../gemm.hpp"
+#include "../shape_rules.hpp"
+#include "convgemm/detail/check.hpp"
 #include "micro_kernel.hpp"
 #include "operands.hpp"
 #include "packed_gemm.hpp"
@@ -20,12 +22,14 @@ void SgemmShape::validate() const {
   detail::checked_mul(m, k, "m * k");
   detail::checked_mul(k, n, "k * n");
   detail::checked_mul(m, n, "m * n");
-  // The fallback passes the sizes to CBLAS.
-  if (std::max({m, n, k}) > detail::blas_int_max()) {
-    detail::fail(m > detail::blas_int_max()   ? "m"
-                 : n > detail::blas_int_max() ? "n"
-                                              : "k",
-                 std::max({m, n, k}), "must fit the BLAS integer type");
+  // The same bound as a convolution's GEMM (the fallback passes the sizes to CBLAS).
+  const int64_t largest = std::max({m, n, k});
+  if (largest > detail::kMaxGemmDimension) {
+    detail::fail(m == largest   ? "m"
+                 : n == largest ? "n"
+                                : "k",
+                 largest,
+                 "exceeds the GEMM dimension limit " + std::to_string(detail::kMaxGemmDimension));
   }
 }
 

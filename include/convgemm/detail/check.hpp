@@ -1,6 +1,8 @@
 #pragma once
 // The helpers every error message of the library goes through: one sentence naming the field,
 // its value and the rule, thrown as std::invalid_argument before any output is written.
+// Installed so that the layer library (convgemm::nn) words its errors the same way from public
+// headers only; it is not part of the API (namespace detail) and may change in any release.
 
 #include <cstdint>
 #include <limits>
