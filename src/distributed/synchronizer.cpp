@@ -25,6 +25,7 @@ enum Field : int {
   kImageChannels,
   kImageHeight,
   kImageWidth,
+  kBucketBytes,
   kFieldCount
 };
 constexpr const char* kFieldNames[kFieldCount] = {"the fingerprint version (different builds?)",
@@ -36,8 +37,14 @@ constexpr const char* kFieldNames[kFieldCount] = {"the fingerprint version (diff
                                                   "the rank of image_shape",
                                                   "image_shape[0] (channels)",
                                                   "image_shape[1] (height)",
-                                                  "image_shape[2] (width)"};
-constexpr int64_t kFingerprintVersion = 2;  // 2: the tree exchange
+                                                  "image_shape[2] (width)",
+                                                  "bucket_bytes"};
+constexpr int64_t kFingerprintVersion = 3;  // 2: the tree exchange; 3: in buckets
+
+// Tags of the step's exchanges: the metrics, then bucket b as kFirstBucketTag + b. MPI promises
+// tags up to 32767 at least.
+constexpr int kMetricsTag = 0, kFirstBucketTag = 1;
+constexpr int64_t kMaxBuckets = 32767 - kFirstBucketTag;
 
 [[noreturn]] void collective_fail(const std::string& message) {
   throw CollectiveError("convgemm: " + message);
@@ -72,6 +79,7 @@ std::vector<int64_t> fingerprint(std::span<const nn::Parameter> parameters,
   f[kGlobalBatch] = options.global_batch;
   f[kChunkSize] = options.chunk_size;
   f[kImageRank] = static_cast<int64_t>(options.image_shape.size());
+  f[kBucketBytes] = options.bucket_bytes;
   for (std::size_t i = 0; i < options.image_shape.size() && i < 3; ++i) {
     f[kImageChannels + static_cast<int>(i)] = options.image_shape[i];
   }
@@ -164,6 +172,7 @@ GradientSynchronizer::GradientSynchronizer(nn::Sequential& model,
   for (int64_t n = chunks_per_rank(); n > 1; n = tree_left_leaves(n)) ++levels;
   level_gradients_.assign(levels, std::vector<float>(static_cast<std::size_t>(parameter_count_)));
   level_metrics_.assign(levels, {0.0, 0.0});
+  plan_buckets();
   predicted_.resize(static_cast<std::size_t>(options_.chunk_size));
   broadcast_parameters();
 }
@@ -204,6 +213,7 @@ void GradientSynchronizer::check_consistent_across_ranks() {
   };
   require_positive("global_batch", batch);
   require_positive("chunk_size", chunk);
+  require_positive("bucket_bytes", options_.bucket_bytes);
   if ((ranks_ & (ranks_ - 1)) != 0) {
     collective_fail("the number of ranks (" + std::to_string(ranks_) +
                     ") must be a power of two (1, 2, 4, 8, ...): the bitwise rule of the chunk "
@@ -241,6 +251,32 @@ void GradientSynchronizer::check_consistent_across_ranks() {
   }
 }
 
+void GradientSynchronizer::plan_buckets() {
+  int64_t offset = 0;
+  for (int64_t i = 0; i < model_->size(); ++i) {
+    layer_offsets_.push_back(offset);
+    layer_parameters_.push_back(model_->layer(i).parameters());
+    offset += nn::total_size(layer_parameters_.back());
+  }
+  // Walk back from the last layer, closing a bucket once it holds bucket_bytes (and at layer 0).
+  int64_t end = offset;
+  for (int64_t i = model_->size(); i-- > 0;) {
+    const int64_t bytes =
+        (end - layer_offsets_[static_cast<std::size_t>(i)]) * int64_t(sizeof(float));
+    if (bytes == 0 || (bytes < options_.bucket_bytes && i > 0)) continue;
+    buckets_.push_back({layer_offsets_[static_cast<std::size_t>(i)], end, i});
+    end = buckets_.back().begin;
+  }
+  // Every rank has the same model and bucket_bytes (checked): all fail here or none does.
+  if (static_cast<int64_t>(buckets_.size()) > kMaxBuckets) {
+    collective_fail("bucket_bytes " + std::to_string(options_.bucket_bytes) +
+                    " cuts the gradient into " + std::to_string(buckets_.size()) +
+                    " buckets, more than the " + std::to_string(kMaxBuckets) +
+                    " that MPI's tags can tell apart");
+  }
+  bucket_exchanges_ = std::vector<TreeAllreduce<float>>(buckets_.size());
+}
+
 nn::SgdOptions GradientSynchronizer::sgd_options(nn::SgdOptions base) const {
   base.accumulation_steps = chunks();
   return base;
@@ -263,13 +299,15 @@ StepResult GradientSynchronizer::compute_gradients(const nn::Tensor& images,
   std::vector<int64_t> chunk_shape = expected;
   chunk_shape[0] = chunk;
   chunk_images_.resize(chunk_shape);
+  // The last chunk starts the exchanges (compute_chunk); here they finish, in start order on
+  // every rank (TreeAllreduce's rule).
   sum_chunks(images, labels, /*first=*/0, chunks_per_rank(), /*depth=*/0);
-
-  // The rank's subtree sums become the whole tree's, the same bits on every rank. The sizes were
-  // checked equal across ranks by the constructor.
-  const ExchangeOptions exchange{.check_sizes = false};
-  last_traffic_ = tree_allreduce(std::span<float>(level_gradients_[0]), comm_, exchange);
-  last_traffic_ += tree_allreduce(std::span<double>(level_metrics_[0]), comm_, exchange);
+  metrics_exchange_.wait();
+  last_traffic_ = metrics_exchange_.traffic();
+  for (TreeAllreduce<float>& exchange : bucket_exchanges_) {
+    exchange.wait();
+    last_traffic_ += exchange.traffic();
+  }
 
   StepResult result;
   result.images = options_.global_batch;
@@ -288,12 +326,22 @@ void GradientSynchronizer::sum_chunks(const nn::Tensor& images, std::span<const 
   const int64_t left = tree_left_leaves(n);
   sum_chunks(images, labels, first, left, depth);
   sum_chunks(images, labels, first + left, n - left, depth + 1);
-  // The node: left + right.
+  // The node, left + right; on the right spine (above the last chunk) add_spine() did it, bucket
+  // by bucket.
+  if (first + n == chunks_per_rank()) return;
   std::vector<float>& sum = level_gradients_[depth];
   const std::vector<float>& right = level_gradients_[depth + 1];
   for (std::size_t e = 0; e < sum.size(); ++e) sum[e] = sum[e] + right[e];
   for (std::size_t m = 0; m < 2; ++m) {
     level_metrics_[depth][m] = level_metrics_[depth][m] + level_metrics_[depth + 1][m];
+  }
+}
+
+void GradientSynchronizer::add_spine(std::size_t last_depth, int64_t begin, int64_t end) {
+  for (std::size_t depth = last_depth; depth-- > 0;) {
+    float* sum = level_gradients_[depth].data();
+    const float* right = level_gradients_[depth + 1].data();
+    for (int64_t e = begin; e < end; ++e) sum[e] = sum[e] + right[e];
   }
 }
 
@@ -312,10 +360,39 @@ void GradientSynchronizer::compute_chunk(const nn::Tensor& images, std::span<con
   nn::argmax_rows(logits, predicted_);
   int64_t correct = 0;
   for (std::size_t i = 0; i < predicted_.size(); ++i) correct += predicted_[i] == chunk_labels[i];
-  loss_.backward(dlogits_);
-  model_->backward(dlogits_);
   level_metrics_[depth] = {mean_loss * double(chunk), double(correct)};
-  nn::pack_gradients(parameters_, level_gradients_[depth]);
+  const bool last = index + 1 == chunks_per_rank();
+  const ExchangeOptions unchecked{.check_sizes = false};  // the constructor checked the sizes
+  if (last) {
+    for (std::size_t d = depth; d-- > 0;) {
+      for (std::size_t m = 0; m < 2; ++m) {
+        level_metrics_[d][m] = level_metrics_[d][m] + level_metrics_[d + 1][m];
+      }
+    }
+    metrics_exchange_.start(std::span<double>(level_metrics_[0]), comm_, kMetricsTag, unchecked);
+  }
+  loss_.backward(dlogits_);
+  std::span<float> gradient(level_gradients_[depth]);
+  std::size_t next_bucket = 0;
+  model_->backward(dlogits_, nullptr, [&](int64_t layer) {
+    const auto l = static_cast<std::size_t>(layer);
+    const std::span<float> part =
+        gradient.subspan(static_cast<std::size_t>(layer_offsets_[l]),
+                         static_cast<std::size_t>(nn::total_size(layer_parameters_[l])));
+    nn::pack_gradients(layer_parameters_[l], part);
+    if (!last) return;
+    if (next_bucket < buckets_.size() && buckets_[next_bucket].first_layer == layer) {
+      const Bucket& b = buckets_[next_bucket];
+      add_spine(depth, b.begin, b.end);
+      const std::span<float> sum(level_gradients_[0]);
+      bucket_exchanges_[next_bucket].start(
+          sum.subspan(static_cast<std::size_t>(b.begin), static_cast<std::size_t>(b.end - b.begin)),
+          comm_, kFirstBucketTag + static_cast<int>(next_bucket), unchecked);
+      ++next_bucket;
+    }
+    for (std::size_t b = 0; b < next_bucket; ++b) bucket_exchanges_[b].progress();
+    metrics_exchange_.progress();
+  });
 }
 
 StepResult GradientSynchronizer::step(const nn::Tensor& images, std::span<const int32_t> labels,

@@ -27,7 +27,10 @@ const Tensor& Sequential::forward(const Tensor& x) {
   return activations_.back();
 }
 
-void Sequential::backward(const Tensor& dy, Tensor* dx) {
+void Sequential::backward(const Tensor& dy, Tensor* dx) { backward(dy, dx, {}); }
+
+void Sequential::backward(const Tensor& dy, Tensor* dx,
+                          const std::function<void(int64_t)>& layer_done) {
   if (!has_forward_) throw std::logic_error("convgemm: Sequential::backward needs a forward first");
   detail::require_same_shape("Sequential::backward", dy, activations_.back());
   gradients_.resize(layers_.size());
@@ -37,6 +40,7 @@ void Sequential::backward(const Tensor& dy, Tensor* dx) {
     const Tensor& upstream = i + 1 == layers_.size() ? dy : gradients_[i + 1];
     Tensor* downstream = i > 0 ? &gradients_[i] : dx;
     layers_[i]->backward(activations_[i], activations_[i + 1], upstream, downstream);
+    if (layer_done) layer_done(static_cast<int64_t>(i));
   }
 }
 

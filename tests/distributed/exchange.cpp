@@ -4,6 +4,9 @@
 //                              whole), floats and doubles: the result equals, bit for bit, the tree
 //                              over the ranks' inputs computed here without MPI, on every rank; the
 //                              traffic is within 2 (1 - 1/R) x the bytes (+ one element per level)
+//                              Then the same vectors cut into buckets, each a TreeAllreduce with
+//                              its own tag, all in flight at once, progressed in a different
+//                              order on each rank: the same bits, the same traffic
 //   exchange --mode large      2 ranks, 2^29 + 5 floats (2 GiB + 20 bytes) per rank: every rank
 //                              sends and receives more than 2^31 bytes, so any int byte count on
 //                              the path would overflow; pieces of the default size
@@ -96,6 +99,79 @@ int64_t sweep_one(int64_t size, int64_t piece, uint64_t seed, MPI_Comm comm) {
   return traffic.bytes_sent;
 }
 
+// The vector cut into `buckets` near-equal parts, exchanged side by side: every rank starts and
+// waits for them in the same order (as TreeAllreduce requires) but progresses them in between in
+// a rank-dependent shuffle. Every element must get the bits of the tree.
+template <class T>
+void sweep_overlapped(int64_t size, int64_t buckets, int64_t piece, uint64_t seed, MPI_Comm comm) {
+  const int rank = rank_of(comm), ranks = ranks_of(comm);
+  std::vector<std::vector<T>> inputs;
+  for (int r = 0; r < ranks; ++r) inputs.push_back(input_of<T>(r, size, seed));
+  std::vector<T> values = inputs[std::size_t(rank)];
+  const std::span<T> all(values);
+  std::vector<distributed::TreeAllreduce<T>> exchanges(static_cast<std::size_t>(buckets));
+  std::mt19937_64 rng(seed * 31 + uint64_t(rank));
+  for (int64_t b = 0; b < buckets; ++b) {
+    const int64_t begin = size * b / buckets, end = size * (b + 1) / buckets;
+    exchanges[std::size_t(b)].start(all.subspan(std::size_t(begin), std::size_t(end - begin)), comm,
+                                    /*tag=*/int(b) + 1,
+                                    {.max_message_elements = piece, .check_sizes = false});
+    for (int round = 0; round < 3; ++round) {
+      exchanges[std::size_t(rng() % std::size_t(b + 1))].progress();
+    }
+  }
+  distributed::ExchangeTraffic traffic;
+  for (int64_t b = 0; b < buckets; ++b) {
+    exchanges[std::size_t(b)].wait();
+    require(exchanges[std::size_t(b)].done(), "wait() leaves the exchange done");
+    traffic += exchanges[std::size_t(b)].traffic();
+  }
+  const std::vector<T> expected = tree(inputs, 0, ranks);
+  const std::string where = "size " + std::to_string(size) + " in " + std::to_string(buckets) +
+                            " buckets in flight, piece " + std::to_string(piece) + ", rank " +
+                            std::to_string(rank) + " of " + std::to_string(ranks);
+  require(
+      values.empty() || std::memcmp(values.data(), expected.data(), values.size() * sizeof(T)) == 0,
+      "the overlapped exchanges equal the tree bit for bit (" + where + ")");
+  int levels = 0;
+  while ((1 << levels) < ranks) ++levels;
+  const double ideal = 2.0 * (1.0 - 1.0 / ranks) * double(size) * sizeof(T);
+  const double slack = 2.0 * levels * double(buckets) * sizeof(T);
+  require(
+      double(traffic.bytes_sent) <= ideal + slack && double(traffic.bytes_sent) >= ideal - slack,
+      "overlapped traffic within 2 (1 - 1/R) x the bytes (" + where + ")");
+}
+
+// The non-blocking exchange's misuse: a start() while the previous exchange runs, and a tag out
+// of MPI's range, are refused on every rank before anything is sent.
+void refuses_misuse(MPI_Comm comm) {
+  std::vector<float> values(100, 1.0f);
+  distributed::TreeAllreduce<float> exchange;
+  bool refused = false;
+  try {
+    exchange.start(std::span<float>(values), comm, /*tag=*/-1);
+  } catch (const std::invalid_argument& e) {
+    refused = std::string_view(e.what()).find("tag") != std::string_view::npos;
+  }
+  require(refused, "a negative tag is refused by name");
+  exchange.start(std::span<float>(values), comm, /*tag=*/5);
+  if (ranks_of(comm) > 1) {
+    // Nothing can be done yet on every rank: the partner's first piece has not been waited for.
+    // (On a fast partner it may be; then the second start is legal, and nothing is checked.)
+    if (!exchange.done()) {
+      refused = false;
+      try {
+        exchange.start(std::span<float>(values), comm, /*tag=*/6);
+      } catch (const std::logic_error&) {
+        refused = true;
+      }
+      require(refused, "start() while an exchange runs is refused");
+    }
+  }
+  exchange.wait();
+  require(values[0] == float(ranks_of(comm)), "the exchange still sums after a refused start");
+}
+
 // How often another association (the left-to-right chain) differs from the tree: with R >= 4 it
 // must, somewhere, or the bitwise comparison above proves nothing about the order.
 int64_t chain_differs(int64_t size, uint64_t seed, int ranks) {
@@ -125,6 +201,17 @@ int sweep(MPI_Comm comm) {
       cases += 2;
     }
   }
+  for (int64_t size : {int64_t{0}, int64_t{7}, int64_t{1000}, int64_t{4099}}) {
+    for (int64_t buckets : {int64_t{1}, int64_t{3}, int64_t{8}}) {
+      for (int64_t piece : {int64_t{3}, int64_t{1} << 26}) {
+        sweep_overlapped<float>(size, buckets, piece, seed, comm);
+        sweep_overlapped<double>(size, buckets, piece, seed, comm);
+        ++seed;
+        cases += 2;
+      }
+    }
+  }
+  refuses_misuse(comm);
   if (ranks >= 4) {
     require(chain_differs(4099, 1, ranks) > 0,
             "the left-to-right chain differs from the tree somewhere (trust check)");

@@ -8,6 +8,7 @@
 //                                          with plain nn:: calls (the oracle)
 //   --mismatch-rank R / --batch-rank R     rank R builds another model / asks for another batch
 //   --fail-rank R --fail-step S            rank R throws after step S (the others go on)
+//   --bucket-bytes B                       the synchroniser's buckets (default: its default)
 //
 // Every rank but 0 starts from other initial weights (seed + rank), so the runs only agree if the
 // initial broadcast works.
@@ -42,6 +43,7 @@ struct Options {
   int threads = 0;
   int mismatch_rank = -1, batch_rank = -1, fail_rank = -1;
   int64_t fail_step = 0;
+  int64_t bucket_bytes = distributed::SynchronizerOptions{}.bucket_bytes;
 };
 
 constexpr uint64_t kDataSeed = 7, kModelSeed = 3, kOrderSeed = 11;
@@ -78,6 +80,8 @@ Options parse(int argc, char** argv) {
       o.fail_rank = std::stoi(value);
     else if (flag == "--fail-step")
       o.fail_step = std::stoll(value);
+    else if (flag == "--bucket-bytes")
+      o.bucket_bytes = std::stoll(value);
     else
       throw std::invalid_argument("unknown option " + std::string(flag));
   }
@@ -222,9 +226,20 @@ int run_distributed(const Options& o, int rank) {
   nn::Sequential model = nn::make_small_cnn(kImageSize, nn::kPatternClasses, c1, 16, o.threads);
   model.initialize(kModelSeed + uint64_t(rank));
   const int64_t batch = rank == o.batch_rank ? o.global_batch / 2 : o.global_batch;
-  distributed::GradientSynchronizer sync(
-      model,
-      {.global_batch = batch, .chunk_size = o.chunk, .image_shape = {1, kImageSize, kImageSize}});
+  distributed::GradientSynchronizer sync(model, {.global_batch = batch,
+                                                 .chunk_size = o.chunk,
+                                                 .image_shape = {1, kImageSize, kImageSize},
+                                                 .bucket_bytes = o.bucket_bytes});
+  if (o.bucket_bytes == 1) {  // one bucket per layer with parameters: the overlap is exercised
+    int64_t layers_with_parameters = 0;
+    for (int64_t i = 0; i < model.size(); ++i)
+      layers_with_parameters += !model.layer(i).parameters().empty();
+    if (sync.bucket_count() != layers_with_parameters || layers_with_parameters < 2) {
+      throw std::runtime_error("bucket_bytes 1 gave " + std::to_string(sync.bucket_count()) +
+                               " buckets for " + std::to_string(layers_with_parameters) +
+                               " layers with parameters");
+    }
+  }
   const std::vector<float> initial = values_of(model);  // rank 0's, after the broadcast
   nn::Sgd sgd(model.parameters(), sync.sgd_options(kSgd));
   std::mt19937_64 rng(kOrderSeed);

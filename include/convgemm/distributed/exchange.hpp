@@ -63,10 +63,75 @@ struct ExchangeOptions {
 // the ranks' inputs (rank 0's subtree left of rank 1's, and so on). Throws CollectiveError on
 // every rank when the communicator's size is not a power of two, when max_message_elements < 1,
 // or (check_sizes) when the ranks' sizes differ; std::runtime_error when an MPI call fails.
+// It is TreeAllreduce below, started with tag 0 and waited for.
 ExchangeTraffic tree_allreduce(std::span<float> values, MPI_Comm comm,
                                const ExchangeOptions& options = {});
 ExchangeTraffic tree_allreduce(std::span<double> values, MPI_Comm comm,
                                const ExchangeOptions& options = {});
+
+// The same exchange, non-blocking, so that it runs while the caller computes: start() posts the
+// first messages and returns, progress() moves on as far as it can without waiting, wait()
+// finishes. MPI moves messages only inside MPI calls, so call progress() between pieces of other
+// work. Every element of the result has the bits tree_allreduce() gives it, however the
+// exchange's steps interleave with other work or other exchanges.
+//
+// Several exchanges may be in flight at once (on disjoint vectors) when each has its own tag,
+// in [0, MPI_TAG_UB], and every rank starts them in the same order with the same tags and waits
+// for them in one order too: an exchange moves only inside its own calls, so a rank blocked in
+// one exchange's wait() would not move another one that its partner is waiting for. progress()
+// may be called in any order. One exchange keeps one message pair in flight and one piece of
+// scratch (reused by the next start()).
+//
+//   TreeAllreduce<float> late_layers, early_layers;
+//   late_layers.start(gradients.subspan(half), comm, /*tag=*/1);  // while backward goes on
+//   ... compute, late_layers.progress() now and then ...
+//   early_layers.start(gradients.first(half), comm, /*tag=*/2);
+//   late_layers.wait();
+//   early_layers.wait();
+template <class T>  // float or double
+class TreeAllreduce {
+ public:
+  TreeAllreduce() = default;
+  TreeAllreduce(const TreeAllreduce&) = delete;
+  TreeAllreduce& operator=(const TreeAllreduce&) = delete;
+  // An exchange left unfinished (by an exception) cancels its messages.
+  ~TreeAllreduce();
+
+  // Collective (in start order). The checks and exceptions of tree_allreduce(); throws
+  // std::logic_error when this object's previous exchange is unfinished. `values` must stay
+  // untouched by the caller until done().
+  void start(std::span<T> values, MPI_Comm comm, int tag, const ExchangeOptions& options = {});
+  // True once the exchange is done; never blocks. std::runtime_error when an MPI call fails.
+  bool progress() { return advance(/*block=*/false); }
+  // Blocks until done.
+  void wait() { advance(/*block=*/true); }
+  bool done() const { return step_ == steps_; }
+  // What this exchange sent and received (all of it once done()).
+  const ExchangeTraffic& traffic() const { return traffic_; }
+
+ private:
+  bool advance(bool block);
+  void post_piece();
+  void finish_piece();
+  void cancel() noexcept;
+
+  std::span<T> values_;
+  MPI_Comm comm_ = MPI_COMM_NULL;
+  int tag_ = 0, rank_ = 0, levels_ = 0;
+  int64_t piece_ = 1;
+  // Steps 0 .. levels-1 halve (reduce-scatter), levels .. 2 levels-1 double (allgather); within
+  // a step, message pair p moves piece p of the segments given and received.
+  int step_ = 0, steps_ = 0;
+  int64_t piece_index_ = 0;
+  bool in_flight_ = false;
+  MPI_Request requests_[2] = {MPI_REQUEST_NULL, MPI_REQUEST_NULL};
+  int64_t received_begin_ = 0, received_count_ = 0;  // the piece in flight, for finish_piece()
+  std::vector<T> incoming_;                          // a halving step's received piece
+  ExchangeTraffic traffic_;
+};
+
+extern template class TreeAllreduce<float>;
+extern template class TreeAllreduce<double>;
 
 // The tree's split: the left subtree of n >= 2 leaves has ceil(n/2) of them.
 constexpr int64_t tree_left_leaves(int64_t n) { return n - n / 2; }

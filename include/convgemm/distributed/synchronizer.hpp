@@ -23,6 +23,13 @@
 // not depend on thread counts), and every addition of the tree is the same on every rank and for
 // every such R, so R = 1, 2, 4, 8 end with the same weights as the 1-process run of the rule.
 //
+// Overlap: only the rank's last chunk holds up the exchange, and its backward produces the
+// gradient layer by layer, last layer first. So as soon as a bucket of layers (consecutive, about
+// bucket_bytes of gradient, the last layers first) is done, the rank finishes that bucket's part
+// of its subtree sum (the tree's additions are elementwise) and starts its TreeAllreduce, which
+// then moves on between the remaining layers' backward passes while they compute. The bucket
+// cut changes no bit: every element goes through the same additions in the same order.
+//
 // Cost per step and rank: 2 (1 - 1/R) x (parameters + 2 doubles) sent and as many received,
 // whatever the number of chunks (last_traffic()); (1 - 1/R) x parameters additions for the
 // exchange; chunks of c images run smaller GEMMs than one batch of B / R would.
@@ -61,6 +68,10 @@ struct SynchronizerOptions {
   int64_t global_batch = 32;         // images per SGD step over all ranks, >= 1
   int64_t chunk_size = 8;            // images per gradient chunk, >= 1; see the rule above
   std::vector<int64_t> image_shape;  // one input image, [channels, height, width]
+  // The gradient is exchanged in buckets of whole layers, each at least this many bytes (or the
+  // rest), started as the last chunk's backward finishes them; >= 1, the same on every rank. A
+  // value of at least the gradient's size exchanges it all after backward, without overlap.
+  int64_t bucket_bytes = int64_t{4} << 20;
 };
 
 struct StepResult {
@@ -76,7 +87,8 @@ class GradientSynchronizer {
   // with one MPI_Allgather and throws CollectiveError on every rank, naming the field and the
   // ranks' values, when they disagree or when rank 0's options break a rule (global_batch and
   // chunk_size >= 1, ranks a power of two, global_batch divisible by ranks x chunk_size,
-  // image_shape of rank 3 that the model accepts). Then broadcasts rank 0's parameter
+  // image_shape of rank 3 that the model accepts, bucket_bytes >= 1 and at most 32766 buckets).
+  // Then broadcasts rank 0's parameter
   // values to every rank. `model` must outlive the synchroniser and keep its layers.
   GradientSynchronizer(nn::Sequential& model, const SynchronizerOptions& options,
                        MPI_Comm comm = MPI_COMM_WORLD);
@@ -92,6 +104,8 @@ class GradientSynchronizer {
   int64_t local_batch() const { return chunks_per_rank() * options_.chunk_size; }
   int64_t local_offset() const { return rank_ * local_batch(); }
   int64_t parameter_count() const { return parameter_count_; }
+  // How many exchanges a step runs (the buckets of bucket_bytes).
+  int64_t bucket_count() const { return static_cast<int64_t>(buckets_.size()); }
 
   // `base` with accumulation_steps = chunks(): the Sgd that step() needs.
   nn::SgdOptions sgd_options(nn::SgdOptions base) const;
@@ -124,6 +138,18 @@ class GradientSynchronizer {
                   int64_t n, std::size_t depth);
   void compute_chunk(const nn::Tensor& images, std::span<const int32_t> labels, int64_t index,
                      std::size_t depth);
+  // The additions of the tree's right spine (the nodes above the last chunk, at depths
+  // last_depth - 1 down to 0), on the elements [begin, end): level 0 then holds the rank's
+  // subtree sum there.
+  void add_spine(std::size_t last_depth, int64_t begin, int64_t end);
+  void plan_buckets();
+
+  // A bucket: the gradient elements [begin, end) of layers first_layer and up, started when the
+  // last chunk's backward has done first_layer.
+  struct Bucket {
+    int64_t begin = 0, end = 0;
+    int64_t first_layer = 0;
+  };
 
   nn::Sequential* model_;
   SynchronizerOptions options_;
@@ -135,6 +161,12 @@ class GradientSynchronizer {
   // and its metrics {loss sum, correct count}; level 0 ends up with the rank's subtree sum.
   std::vector<std::vector<float>> level_gradients_;
   std::vector<std::array<double, 2>> level_metrics_;
+  // Per layer: its parameters and where their gradients start in the fused vector.
+  std::vector<std::vector<nn::Parameter>> layer_parameters_;
+  std::vector<int64_t> layer_offsets_;
+  std::vector<Bucket> buckets_;  // last layers first
+  std::vector<TreeAllreduce<float>> bucket_exchanges_;
+  TreeAllreduce<double> metrics_exchange_;
   std::vector<float> fused_values_;  // broadcast_parameters()'s buffer
   ExchangeTraffic last_traffic_;
   nn::Tensor chunk_images_, dlogits_;

@@ -18,6 +18,7 @@
 //   sgd.step();                                   // updates, zeros the gradients
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -58,6 +59,10 @@ class Sequential {
   // layer, adding to the parameter gradients. With dx not null it also gets dL/d(input).
   // Throws std::logic_error without a preceding forward, std::invalid_argument on a bad dy.
   void backward(const Tensor& dy, Tensor* dx = nullptr);
+  // The same, calling layer_done(i) after layer i's backward (last layer first): from then on
+  // layer i's parameter gradients hold this backward's contribution, so a caller can ship them
+  // (e.g. start their exchange across ranks) while the earlier layers still compute.
+  void backward(const Tensor& dy, Tensor* dx, const std::function<void(int64_t)>& layer_done);
 
   // All parameters, layer order, named "<index>.<kind>.<role>" (e.g. "0.conv2d.weight").
   std::vector<Parameter> parameters();
