@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cassert>
 #include <cstring>
+#include <type_traits>
 
 #include "../im2col.hpp"
 #include "convgemm/detail/check.hpp"
@@ -90,6 +91,28 @@ void zero_lanes(float* dst, int64_t count) {
   for (int64_t j = 0; j < count; ++j) dst[j] = 0.0f;
 }
 
+// Calls f(std::integral_constant<int64_t, W>{}) with W = width for BLIS's single-precision
+// tile sides, so that the packing loops see their width at compile time, and W = 0 otherwise.
+template <class F>
+void with_static_width(int64_t width, F&& f) {
+  switch (width) {
+    case 4:
+      return f(std::integral_constant<int64_t, 4>{});
+    case 6:
+      return f(std::integral_constant<int64_t, 6>{});
+    case 8:
+      return f(std::integral_constant<int64_t, 8>{});
+    case 12:
+      return f(std::integral_constant<int64_t, 12>{});
+    case 16:
+      return f(std::integral_constant<int64_t, 16>{});
+    case 32:
+      return f(std::integral_constant<int64_t, 32>{});
+    default:
+      return f(std::integral_constant<int64_t, 0>{});
+  }
+}
+
 }  // namespace
 
 int64_t prepacked_floats(int64_t lanes, int64_t depth, int64_t width) {
@@ -172,29 +195,9 @@ void pack_along_rows(const LanesAlongRows& op, int64_t first, int64_t lanes, int
 
 const float* LanesAlongRows::panels(int64_t first, int64_t lanes, int64_t step, int64_t steps,
                                     int64_t width, float* buffer) const {
-  switch (width) {  // BLIS's single-precision tile sides
-    case 4:
-      pack_along_rows<4>(*this, first, lanes, step, steps, width, buffer);
-      break;
-    case 6:
-      pack_along_rows<6>(*this, first, lanes, step, steps, width, buffer);
-      break;
-    case 8:
-      pack_along_rows<8>(*this, first, lanes, step, steps, width, buffer);
-      break;
-    case 12:
-      pack_along_rows<12>(*this, first, lanes, step, steps, width, buffer);
-      break;
-    case 16:
-      pack_along_rows<16>(*this, first, lanes, step, steps, width, buffer);
-      break;
-    case 32:
-      pack_along_rows<32>(*this, first, lanes, step, steps, width, buffer);
-      break;
-    default:
-      pack_along_rows<0>(*this, first, lanes, step, steps, width, buffer);
-      break;
-  }
+  with_static_width(width, [&](auto w) {
+    pack_along_rows<decltype(w)::value>(*this, first, lanes, step, steps, width, buffer);
+  });
   return buffer;
 }
 
@@ -308,29 +311,9 @@ void pack_image_columns(const ImageColumns& op, int64_t first, int64_t lanes, in
 
 const float* ImageColumns::panels(int64_t first, int64_t lanes, int64_t step, int64_t steps,
                                   int64_t width, float* buffer) const {
-  switch (width) {  // BLIS's single-precision tile sides
-    case 4:
-      pack_image_columns<4>(*this, first, lanes, step, steps, width, buffer);
-      break;
-    case 6:
-      pack_image_columns<6>(*this, first, lanes, step, steps, width, buffer);
-      break;
-    case 8:
-      pack_image_columns<8>(*this, first, lanes, step, steps, width, buffer);
-      break;
-    case 12:
-      pack_image_columns<12>(*this, first, lanes, step, steps, width, buffer);
-      break;
-    case 16:
-      pack_image_columns<16>(*this, first, lanes, step, steps, width, buffer);
-      break;
-    case 32:
-      pack_image_columns<32>(*this, first, lanes, step, steps, width, buffer);
-      break;
-    default:
-      pack_image_columns<0>(*this, first, lanes, step, steps, width, buffer);
-      break;
-  }
+  with_static_width(width, [&](auto w) {
+    pack_image_columns<decltype(w)::value>(*this, first, lanes, step, steps, width, buffer);
+  });
   return buffer;
 }
 
