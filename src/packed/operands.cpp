@@ -32,35 +32,43 @@ constexpr int64_t kMaxWidth = 64;  // BLIS's single-precision tiles are at most 
 // -march); GCC turns the shuffles below into unpcklps/unpckhps/movlhps/movhlps.
 using Vec4 = float __attribute__((vector_size(4 * sizeof(float))));
 
+// Four lanes into four adjacent columns of a panel `width` wide: dst[j * width + i] = lane[i][j]
+// for j < count. Four steps at a time through registers (a 4x4 transpose), the rest one by one.
+void transpose_four_lanes(const float* const lane[4], int64_t count, int64_t width, float* dst) {
+  int64_t j = 0;
+  for (; j + 4 <= count; j += 4) {
+    Vec4 v0, v1, v2, v3;
+    __builtin_memcpy(&v0, lane[0] + j, sizeof v0);
+    __builtin_memcpy(&v1, lane[1] + j, sizeof v1);
+    __builtin_memcpy(&v2, lane[2] + j, sizeof v2);
+    __builtin_memcpy(&v3, lane[3] + j, sizeof v3);
+    const Vec4 t0 = __builtin_shufflevector(v0, v1, 0, 4, 1, 5);
+    const Vec4 t1 = __builtin_shufflevector(v0, v1, 2, 6, 3, 7);
+    const Vec4 t2 = __builtin_shufflevector(v2, v3, 0, 4, 1, 5);
+    const Vec4 t3 = __builtin_shufflevector(v2, v3, 2, 6, 3, 7);
+    const Vec4 w0 = __builtin_shufflevector(t0, t2, 0, 1, 4, 5);
+    const Vec4 w1 = __builtin_shufflevector(t0, t2, 2, 3, 6, 7);
+    const Vec4 w2 = __builtin_shufflevector(t1, t3, 0, 1, 4, 5);
+    const Vec4 w3 = __builtin_shufflevector(t1, t3, 2, 3, 6, 7);
+    __builtin_memcpy(dst + (j + 0) * width, &w0, sizeof w0);
+    __builtin_memcpy(dst + (j + 1) * width, &w1, sizeof w1);
+    __builtin_memcpy(dst + (j + 2) * width, &w2, sizeof w2);
+    __builtin_memcpy(dst + (j + 3) * width, &w3, sizeof w3);
+  }
+  for (; j < count; ++j) {
+    for (int i = 0; i < 4; ++i) dst[j * width + i] = lane[i][j];
+  }
+}
+
 // Panel `dst` (width lanes over `steps` steps), steps [t0, t0 + chunk): lane l of step s is
-// tile[l * kChunk + s]; lanes from `used` up to `width` are zeros. Four lanes by four steps at a
-// time through registers (a 4x4 transpose), the rest one by one.
+// tile[l * kChunk + s]; lanes from `used` up to `width` are zeros.
 void transpose_into_panel(const float* tile, int64_t used, int64_t chunk, int64_t width,
                           float* dst) {
-  const int64_t lanes4 = used / 4 * 4, steps4 = chunk / 4 * 4;
+  const int64_t lanes4 = used / 4 * 4;
   for (int64_t lane = 0; lane < lanes4; lane += 4) {
-    for (int64_t s = 0; s < steps4; s += 4) {
-      Vec4 v0, v1, v2, v3;
-      __builtin_memcpy(&v0, tile + (lane + 0) * kChunk + s, sizeof v0);
-      __builtin_memcpy(&v1, tile + (lane + 1) * kChunk + s, sizeof v1);
-      __builtin_memcpy(&v2, tile + (lane + 2) * kChunk + s, sizeof v2);
-      __builtin_memcpy(&v3, tile + (lane + 3) * kChunk + s, sizeof v3);
-      const Vec4 t0 = __builtin_shufflevector(v0, v1, 0, 4, 1, 5);
-      const Vec4 t1 = __builtin_shufflevector(v0, v1, 2, 6, 3, 7);
-      const Vec4 t2 = __builtin_shufflevector(v2, v3, 0, 4, 1, 5);
-      const Vec4 t3 = __builtin_shufflevector(v2, v3, 2, 6, 3, 7);
-      const Vec4 w0 = __builtin_shufflevector(t0, t2, 0, 1, 4, 5);
-      const Vec4 w1 = __builtin_shufflevector(t0, t2, 2, 3, 6, 7);
-      const Vec4 w2 = __builtin_shufflevector(t1, t3, 0, 1, 4, 5);
-      const Vec4 w3 = __builtin_shufflevector(t1, t3, 2, 3, 6, 7);
-      __builtin_memcpy(dst + (s + 0) * width + lane, &w0, sizeof w0);
-      __builtin_memcpy(dst + (s + 1) * width + lane, &w1, sizeof w1);
-      __builtin_memcpy(dst + (s + 2) * width + lane, &w2, sizeof w2);
-      __builtin_memcpy(dst + (s + 3) * width + lane, &w3, sizeof w3);
-    }
-    for (int64_t s = steps4; s < chunk; ++s) {
-      for (int64_t l = lane; l < lane + 4; ++l) dst[s * width + l] = tile[l * kChunk + s];
-    }
+    const float* const rows[4] = {tile + lane * kChunk, tile + (lane + 1) * kChunk,
+                                  tile + (lane + 2) * kChunk, tile + (lane + 3) * kChunk};
+    transpose_four_lanes(rows, chunk, width, dst + lane);
   }
   for (int64_t s = 0; s < chunk; ++s) {
     float* out = dst + s * width;
@@ -332,11 +340,27 @@ const float* ImageRows::panels(int64_t first, int64_t lanes, int64_t step, int64
     TapRange taps;
   };
   Lane lane_of[kMaxWidth];
-  alignas(64) float tile[kMaxWidth * kChunk];
+  alignas(64) float tile[4 * kChunk];  // four lanes' runs that need zeros or a stride
   struct Run {
     int64_t n, oh, ow, length, at;  // steps of one output row of one image
   };
   Run runs[kChunk];  // (at most one per step)
+  // A lane's entries over one run, zeros for the taps in the padding, into out[0, length).
+  auto fill_run = [&](const Lane& l, const Run& run, float* out) {
+    const int64_t ih = run.oh * s.stride_height + l.ih_offset;
+    if (ih < 0 || ih >= H) {
+      zero_lanes(out, run.length);
+      return;
+    }
+    const int64_t begin = std::clamp(l.taps.ow_begin, run.ow, run.ow + run.length);
+    const int64_t end = std::clamp(l.taps.ow_end, begin, run.ow + run.length);
+    zero_lanes(out, begin - run.ow);
+    if (end > begin) {  // (the first pixel's address exists only then)
+      const float* src = l.plane + run.n * image_stride + ih * W + begin * sw + l.taps.iw_offset;
+      copy_strided(src, sw, end - begin, out + (begin - run.ow));
+    }
+    zero_lanes(out + (end - run.ow), run.ow + run.length - end);
+  };
   for (int64_t panel = 0; panel * width < lanes; ++panel) {
     const int64_t used = std::min(width, lanes - panel * width);
     for (int64_t lane = 0; lane < used; ++lane) {
@@ -353,29 +377,40 @@ const float* ImageRows::panels(int64_t first, int64_t lanes, int64_t step, int64
         runs[run_count++] = {q / P, q % P / OW, ow, length, t};
         t += length;
       }
-      for (int64_t lane = 0; lane < used; ++lane) {
-        const Lane& l = lane_of[lane];
-        float* out = tile + lane * kChunk;
+      float* panel_rows = buffer + panel * steps * width + t0 * width;
+      // Four lanes at a time, run by run: a lane whose run lies wholly inside the image (stride 1)
+      // is transposed straight from the image row; the others go through the tile first, with
+      // their zeros. The lanes past a multiple of four, and the panel's padding lanes, step by
+      // step at the end.
+      const int64_t lanes4 = used / 4 * 4;
+      for (int64_t lane = 0; lane < lanes4; lane += 4) {
         for (int64_t r = 0; r < run_count; ++r) {
           const Run& run = runs[r];
-          float* run_out = out + run.at;
-          const int64_t ih = run.oh * s.stride_height + l.ih_offset;
-          if (ih < 0 || ih >= H) {
-            zero_lanes(run_out, run.length);
-            continue;
+          const float* rows[4];
+          for (int64_t i = 0; i < 4; ++i) {
+            const Lane& l = lane_of[lane + i];
+            const int64_t ih = run.oh * s.stride_height + l.ih_offset;
+            const bool inside = sw == 1 && ih >= 0 && ih < H && l.taps.ow_begin <= run.ow &&
+                                run.ow + run.length <= l.taps.ow_end;
+            if (inside) {
+              rows[i] = l.plane + run.n * image_stride + ih * W + run.ow + l.taps.iw_offset;
+            } else {
+              fill_run(l, run, tile + i * kChunk);
+              rows[i] = tile + i * kChunk;
+            }
           }
-          const int64_t begin = std::clamp(l.taps.ow_begin, run.ow, run.ow + run.length);
-          const int64_t end = std::clamp(l.taps.ow_end, begin, run.ow + run.length);
-          zero_lanes(run_out, begin - run.ow);
-          if (end > begin) {  // (the first pixel's address exists only then)
-            const float* src =
-                l.plane + run.n * image_stride + ih * W + begin * sw + l.taps.iw_offset;
-            copy_strided(src, sw, end - begin, run_out + (begin - run.ow));
-          }
-          zero_lanes(run_out + (end - run.ow), run.ow + run.length - end);
+          transpose_four_lanes(rows, run.length, width, panel_rows + run.at * width + lane);
         }
       }
-      transpose_into_panel(tile, used, chunk, width, buffer + panel * steps * width + t0 * width);
+      for (int64_t lane = lanes4; lane < used; ++lane) {
+        for (int64_t r = 0; r < run_count; ++r) {
+          const Run& run = runs[r];
+          fill_run(lane_of[lane], run, tile);
+          for (int64_t j = 0; j < run.length; ++j)
+            panel_rows[(run.at + j) * width + lane] = tile[j];
+        }
+      }
+      for (int64_t t = 0; t < chunk; ++t) zero_lanes(panel_rows + t * width + used, width - used);
     }
   }
   return buffer;
