@@ -101,7 +101,9 @@ int64_t sweep_one(int64_t size, int64_t piece, uint64_t seed, MPI_Comm comm) {
 
 // The vector cut into `buckets` near-equal parts, exchanged side by side: every rank starts and
 // waits for them in the same order (as TreeAllreduce requires) but progresses them in between in
-// a rank-dependent shuffle. Every element must get the bits of the tree.
+// a rank-dependent shuffle. Every element must get the bits of the tree: exact, because each
+// element is the same IEEE additions in the order the exchange fixes (no BLAS, nothing that
+// depends on the CPU or on how the exchanges interleave).
 template <class T>
 void sweep_overlapped(int64_t size, int64_t buckets, int64_t piece, uint64_t seed, MPI_Comm comm) {
   const int rank = rank_of(comm), ranks = ranks_of(comm);
