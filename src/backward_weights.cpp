@@ -1,3 +1,5 @@
+#include <cassert>
+
 #include "gemm.hpp"
 #include "kernels.hpp"
 
@@ -40,6 +42,19 @@ float channel_sum(const float* t, int64_t batch, int64_t channels, int64_t plane
   const double sum = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) +
                      ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
   return static_cast<float>(sum);
+}
+
+void channel_sums_nhwc(const float* t, int64_t rows, int64_t channels, int64_t begin, int64_t count,
+                       float* sums) {
+  // One double chain per channel over the rows in order, the channels side by side (vector adds
+  // across channels): the same order whatever range a channel is summed in.
+  assert(count <= kChannelsPerSum);
+  double lanes[kChannelsPerSum] = {};
+  for (int64_t row = 0; row < rows; ++row) {
+    const float* values = t + row * channels + begin;
+    for (int64_t c = 0; c < count; ++c) lanes[c] += values[c];
+  }
+  for (int64_t c = 0; c < count; ++c) sums[c] = static_cast<float>(lanes[c]);
 }
 
 }  // namespace convgemm::detail

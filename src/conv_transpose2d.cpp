@@ -73,7 +73,8 @@ Conv2dShape same_fields(const ConvTranspose2dShape& t) {
           .pad_right = t.pad_right,
           .dilation_height = t.dilation_height,
           .dilation_width = t.dilation_width,
-          .groups = t.groups};
+          .groups = t.groups,
+          .layout = t.layout};
 }
 
 }  // namespace

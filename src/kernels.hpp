@@ -62,6 +62,11 @@ void backward_weights_block(GemmLibrary gemm, const Conv2dShape& shape, const fl
 // Sum of t[n, channel, :] over n and the plane in double, in one fixed order (eight interleaved
 // lanes, then a fixed tree) whatever the thread.
 float channel_sum(const float* t, int64_t batch, int64_t channels, int64_t plane, int64_t channel);
+// The same for channels [begin, begin + count) of t [rows, channels] (nhwc: rows = N * plane),
+// count <= kChannelsPerSum, into sums[0, count).
+inline constexpr int64_t kChannelsPerSum = 64;
+void channel_sums_nhwc(const float* t, int64_t rows, int64_t channels, int64_t begin, int64_t count,
+                       float* sums);
 
 }  // namespace convgemm::detail
 

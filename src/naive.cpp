@@ -14,9 +14,19 @@ void require(const void* pointer, const char* name) {
   }
 }
 
+// The oracle stays the plain NCHW formula: an nhwc shape is refused (tests transpose copies).
+template <class Shape>
+void validate_nchw(const Shape& s) {
+  s.validate();
+  if (s.layout != Layout::nchw) {
+    throw std::invalid_argument("convgemm: layout (" + to_string(s.layout) +
+                                ") must be nchw: naive:: runs the NCHW formula only");
+  }
+}
+
 template <class T>
 void forward(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y) {
-  s.validate();
+  validate_nchw(s);
   require(x, "x");
   require(w, "w");
   require(y, "y");
@@ -47,7 +57,7 @@ void forward(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y) 
 // reads it, i.e. ih = oh*sh - pt + kh*dh with oh an integer in [0, OH).
 template <class T>
 void backward_data(const Conv2dShape& s, const T* dy, const T* w, T* dx) {
-  s.validate();
+  validate_nchw(s);
   require(dy, "dy");
   require(w, "w");
   require(dx, "dx");
@@ -80,7 +90,7 @@ void backward_data(const Conv2dShape& s, const T* dy, const T* w, T* dx) {
 
 template <class T>
 void backward_weights(const Conv2dShape& s, const T* x, const T* dy, T* dw, T* dbias) {
-  s.validate();
+  validate_nchw(s);
   require(x, "x");
   require(dy, "dy");
   require(dw, "dw");
@@ -120,7 +130,7 @@ void backward_weights(const Conv2dShape& s, const T* x, const T* dy, T* dw, T* d
 template <class T>
 void transposed_forward(const ConvTranspose2dShape& s, const T* x, const T* w, const T* bias,
                         T* y) {
-  s.validate();
+  validate_nchw(s);
   require(x, "x");
   require(w, "w");
   require(y, "y");

@@ -58,7 +58,9 @@ Blocking blocking_for_budget(const Conv2dShape& s, int64_t budget_floats, int64_
   b.pointwise = is_pointwise(s);
   // A pointwise depthwise shape stays on the in-place GEMM path: no scratch at all beats the
   // direct kernels' padded copy for a per-channel scaling.
-  b.depthwise = s.in_channels == s.groups && !b.pointwise && depthwise_scratch_is_modest(s);
+  // (The direct kernels are NCHW planes; an nhwc depthwise shape runs on the packed driver.)
+  b.depthwise = s.in_channels == s.groups && !b.pointwise && s.layout == Layout::nchw &&
+                depthwise_scratch_is_modest(s);
 
   auto rows_within_budget = [&](int64_t x_col_rows) {
     const int64_t rows = std::max(budget_floats / (x_col_rows * OW), ceil_div(min_columns, OW));
@@ -203,8 +205,24 @@ GemmLibrary resolve_gemm(GemmBackend requested, Pass pass) {
 // GemmBackend::packed asks for it (std::invalid_argument naming gemm_backend when the library
 // was built without BLIS), automatic takes it when it is the configured default and BLIS has an
 // optimized kernel for this CPU (with only BLIS's reference kernel, OpenBLAS is faster).
-const MicroKernel* packed_kernel_for(const Conv2dOptions& options) {
+const MicroKernel* packed_kernel_for(const Conv2dShape& shape, const Conv2dOptions& options) {
   const MicroKernel* kernel = blis_micro_kernel();
+  if (shape.layout == Layout::nhwc) {
+    // Only the packed driver reads nhwc; it runs even on BLIS's reference kernel (slower, the
+    // same contract), since the explicit path has no channels-last lowering to fall back on.
+    if (options.gemm_backend == GemmBackend::openblas ||
+        options.gemm_backend == GemmBackend::onednn) {
+      fail_message(
+          "layout nhwc runs on gemm_backend packed only, not on the explicit path's " +
+          std::string(options.gemm_backend == GemmBackend::openblas ? "openblas" : "onednn"));
+    }
+    if (kernel == nullptr) {
+      fail_message(
+          "layout nhwc needs the packed driver, which is not built into this library (configure "
+          "it with libblis-serial-dev installed)");
+    }
+    return kernel;
+  }
   switch (options.gemm_backend) {
     case GemmBackend::packed:
       if (kernel == nullptr) {
@@ -227,7 +245,7 @@ const MicroKernel* packed_kernel_for(const Conv2dOptions& options) {
 Engine choose_engine(const Conv2dShape& shape, const Conv2dOptions& options) {
   int threads = options.num_threads > 0 ? options.num_threads : default_thread_count();
   Engine engine;
-  engine.kernel = packed_kernel_for(options);
+  engine.kernel = packed_kernel_for(shape, options);
   if (engine.kernel == nullptr) {
     engine.blocking = choose_blocking(shape, options, threads);
     return engine;
@@ -282,7 +300,7 @@ std::size_t Plan::workspace_bytes() const {
 
 std::string Plan::describe() const {
   if (blocking_.depthwise) return "depthwise direct kernels";
-  if (runs_packed()) return describe_packed(*kernel_);
+  if (runs_packed()) return describe_packed(*kernel_) + ", " + to_string(shape_.layout);
   const auto name = [](GemmLibrary library) {
     return library == GemmLibrary::onednn ? std::string("onednn") : std::string("openblas");
   };
@@ -307,8 +325,8 @@ void Plan::forward(const float* x, const float* w, const float* bias, float* y, 
   }
   if (runs_packed()) {
     const bool packed = constant_weights_ && packed_weights_of_ == w;
-    packed_forward(s, *kernel_, packed_, pool_, x, w, bias, y, accumulate, packed,
-                   packed_workspace());
+    const auto pass = s.layout == Layout::nhwc ? packed_forward_nhwc : packed_forward;
+    pass(s, *kernel_, packed_, pool_, x, w, bias, y, accumulate, packed, packed_workspace());
     packed_weights_of_ = constant_weights_ ? w : nullptr;
     return;
   }
@@ -368,7 +386,8 @@ void Plan::backward_data(const float* dy, const float* w, float* dx, bool accumu
   }
   if (runs_packed()) {
     packed_weights_of_ = nullptr;  // its W^T takes the packed weights' place
-    packed_backward_data(s, *kernel_, packed_, pool_, dy, w, dx, accumulate, packed_workspace());
+    const auto pass = s.layout == Layout::nhwc ? packed_backward_data_nhwc : packed_backward_data;
+    pass(s, *kernel_, packed_, pool_, dy, w, dx, accumulate, packed_workspace());
     return;
   }
   const SingleThreadedBlas single_threaded;  // the explicit path's GEMMs run inside tasks
@@ -419,7 +438,9 @@ void Plan::backward_weights(const float* x, const float* dy, float* dw, float* d
     return;
   }
   if (runs_packed()) {
-    packed_backward_weights(s, *kernel_, packed_, pool_, x, dy, dw, accumulate, packed_workspace());
+    const auto pass =
+        s.layout == Layout::nhwc ? packed_backward_weights_nhwc : packed_backward_weights;
+    pass(s, *kernel_, packed_, pool_, x, dy, dw, accumulate, packed_workspace());
     if (dbias != nullptr) sum_channels(dy, O, P, dbias, accumulate);
     return;
   }
@@ -464,6 +485,16 @@ void Plan::backward_weights(const float* x, const float* dy, float* dw, float* d
 }
 
 void Plan::add_channel_bias(const float* bias, int64_t channels, int64_t plane, float* t) {
+  if (shape_.layout == Layout::nhwc) {  // t [N, plane, channels]: row by row
+    const int64_t rows = shape_.batch * plane, pieces = std::min<int64_t>(rows, 64);
+    pool_.run(pieces, [&](int64_t piece, int) {
+      for (int64_t row = piece * rows / pieces; row < (piece + 1) * rows / pieces; ++row) {
+        float* values = t + row * channels;
+        for (int64_t c = 0; c < channels; ++c) values[c] += bias[c];
+      }
+    });
+    return;
+  }
   pool_.run(shape_.batch * channels, [&](int64_t task, int) {
     float* values = t + task * plane;
     const float b = bias[task % channels];
@@ -473,6 +504,18 @@ void Plan::add_channel_bias(const float* bias, int64_t channels, int64_t plane, 
 
 void Plan::sum_channels(const float* t, int64_t channels, int64_t plane, float* sums,
                         bool accumulate) {
+  if (shape_.layout == Layout::nhwc) {  // t [N, plane, channels]: ranges of channels
+    const int64_t ranges = ceil_div(channels, kChannelsPerSum);
+    pool_.run(ranges, [&](int64_t range, int) {
+      const int64_t begin = range * kChannelsPerSum;
+      const int64_t count = std::min(kChannelsPerSum, channels - begin);
+      float range_sums[kChannelsPerSum];
+      channel_sums_nhwc(t, shape_.batch * plane, channels, begin, count, range_sums);
+      for (int64_t c = 0; c < count; ++c)
+        sums[begin + c] = accumulate ? sums[begin + c] + range_sums[c] : range_sums[c];
+    });
+    return;
+  }
   pool_.run(channels, [&](int64_t channel, int) {
     const float sum = channel_sum(t, shape_.batch, channels, plane, channel);
     sums[channel] = accumulate ? sums[channel] + sum : sum;

@@ -41,6 +41,16 @@ void validate_axis(const char* out_name, const char* in_name, int64_t in, const 
 
 }  // namespace
 
+std::string to_string(Layout layout) {
+  switch (layout) {
+    case Layout::nchw:
+      return "nchw";
+    case Layout::nhwc:
+      return "nhwc";
+  }
+  return "Layout(" + std::to_string(static_cast<int>(layout)) + ")";
+}
+
 namespace detail {
 
 void validate_fields(const Conv2dShape& s) {
@@ -67,6 +77,9 @@ void validate_fields(const Conv2dShape& s) {
   if (s.out_channels % s.groups != 0) {
     fail_message("out_channels (" + std::to_string(s.out_channels) +
                  ") must be divisible by groups (" + std::to_string(s.groups) + ")");
+  }
+  if (s.layout != Layout::nchw && s.layout != Layout::nhwc) {
+    fail("layout", static_cast<int64_t>(s.layout), "must be Layout::nchw (0) or Layout::nhwc (1)");
   }
 }
 
@@ -179,6 +192,8 @@ std::string Conv2dShape::to_string() const {
   put("_d", dilation_height);
   put("x", dilation_width);
   put("_g", groups);
+  text += "_";
+  text += convgemm::to_string(layout);
   return text;
 }
 

@@ -28,7 +28,7 @@ using test::Tensor;
 
 constexpr GemmBackend kPacked = GemmBackend::packed;
 
-class Packed : public ::testing::Test {
+class PackedKernel : public ::testing::Test {
  protected:
   void SetUp() override {
     if (!gemm_backend_available(kPacked)) GTEST_SKIP() << "built without BLIS";
@@ -38,6 +38,19 @@ class Packed : public ::testing::Test {
 
  private:
   const detail::MicroKernel* kernel_ = nullptr;
+};
+
+// The contract holds in both layouts: each test runs its shapes in the parameter's.
+class Packed : public PackedKernel, public ::testing::WithParamInterface<Layout> {
+ protected:
+  Conv2dShape in_layout(Conv2dShape s) const {
+    s.layout = GetParam();
+    return s;
+  }
+  std::vector<Conv2dShape> in_layout(std::vector<Conv2dShape> shapes) const {
+    for (Conv2dShape& s : shapes) s.layout = GetParam();
+    return shapes;
+  }
 };
 
 // The four results of one plan on the same inputs, every overwritten output starting as NaN.
@@ -107,35 +120,47 @@ std::vector<Conv2dShape> split_shapes() {
   return {resnet_like, grouped_strided, wide_outputs};
 }
 
-// Shapes that take the packed path (depthwise ones keep their direct kernels).
-Conv2dShape random_packed_shape(std::mt19937_64& rng) {
+// Shapes that take the packed path in `layout` (nchw depthwise ones keep their direct kernels).
+Conv2dShape random_packed_shape(std::mt19937_64& rng, Layout layout) {
   for (;;) {
-    const Conv2dShape s = test::random_valid_shape(rng);
-    if (s.in_channels != s.groups) return s;
+    Conv2dShape s = test::random_valid_shape(rng);
+    s.layout = layout;
+    if (s.in_channels != s.groups || layout == Layout::nhwc) return s;
   }
 }
 
-TEST_F(Packed, PlansSayTheyRunOnTheKernel) {
+TEST_P(Packed, PlansSayTheyRunOnTheKernel) {
   Conv2dShape s{.batch = 2,
                 .in_channels = 8,
                 .in_height = 9,
                 .in_width = 9,
                 .out_channels = 4,
                 .kernel_height = 3,
-                .kernel_width = 3};
+                .kernel_width = 3,
+                .layout = GetParam()};
+  const std::string packed = "packed(" + kernel().name;
   const std::string described = Conv2d(s, {.gemm_backend = kPacked}).describe();
-  EXPECT_NE(described.find("packed(" + kernel().name), std::string::npos) << described;
-  EXPECT_NE(Conv2d(s, {.gemm_backend = GemmBackend::openblas}).describe().find("explicit"),
-            std::string::npos);
+  EXPECT_NE(described.find(packed), std::string::npos) << described;
+  EXPECT_NE(described.find(to_string(GetParam())), std::string::npos) << described;
+  if (GetParam() == Layout::nchw) {
+    EXPECT_NE(Conv2d(s, {.gemm_backend = GemmBackend::openblas}).describe().find("explicit"),
+              std::string::npos);
+  }
   s.groups = s.in_channels;
   s.out_channels = 8;
-  EXPECT_EQ(Conv2d(s, {.gemm_backend = kPacked}).describe(), "depthwise direct kernels");
+  // nchw depthwise shapes keep their direct kernels; nhwc ones run on the driver.
+  const std::string depthwise = Conv2d(s, {.gemm_backend = kPacked}).describe();
+  if (GetParam() == Layout::nchw) {
+    EXPECT_EQ(depthwise, "depthwise direct kernels");
+  } else {
+    EXPECT_NE(depthwise.find(packed), std::string::npos) << depthwise;
+  }
 }
 
-TEST_F(Packed, MatchesNaiveOnRandomShapes) {
+TEST_P(Packed, MatchesNaiveOnRandomShapes) {
   std::mt19937_64 rng(test::test_seed());
   for (int i = 0; i < 150; ++i) {
-    const Conv2dShape s = random_packed_shape(rng);
+    const Conv2dShape s = random_packed_shape(rng, GetParam());
     Conv2dOptions options = test::random_options(rng);  // accumulation: test_accumulate.cpp
     options.gemm_backend = kPacked;
     SCOPED_TRACE(s.to_string());
@@ -146,7 +171,7 @@ TEST_F(Packed, MatchesNaiveOnRandomShapes) {
   }
 }
 
-TEST_F(Packed, MatchesNaiveAtEveryTileAndReductionEdge) {
+TEST_P(Packed, MatchesNaiveAtEveryTileAndReductionEdge) {
   // Output channels (tile rows or columns), positions (the other side of the tile) and the
   // reduction around the kernel's sizes: 1, w - 1, w, w + 1 for both tile sides, kc - 1, kc,
   // kc + 1 for the reduction (forward's C*KH*KW, backward_data's O, backward_weights' N*P).
@@ -163,7 +188,8 @@ TEST_F(Packed, MatchesNaiveAtEveryTileAndReductionEdge) {
                   .in_width = side,
                   .out_channels = side,
                   .kernel_height = 3,
-                  .kernel_width = 1};
+                  .kernel_width = 1,
+                  .layout = GetParam()};
     SCOPED_TRACE(s.to_string());
     test::expect_forward_matches_naive(s, options, rng, /*with_bias=*/true);
     test::expect_backward_data_matches_naive(s, options, rng);
@@ -195,7 +221,8 @@ TEST_F(Packed, MatchesNaiveAtEveryTileAndReductionEdge) {
                                              .kernel_height = 1,
                                              .kernel_width = 1,
                                              .stride_height = 2};
-    for (const Conv2dShape& s : {forward_depth, backward_data_depth, backward_weights_depth}) {
+    for (const Conv2dShape& s :
+         in_layout({forward_depth, backward_data_depth, backward_weights_depth})) {
       SCOPED_TRACE(s.to_string());
       test::expect_forward_matches_naive(s, options, rng, /*with_bias=*/true);
       test::expect_backward_data_matches_naive(s, options, rng);
@@ -218,7 +245,8 @@ TEST_F(Packed, MatchesNaiveAtEveryTileAndReductionEdge) {
                   .pad_left = 5,
                   .pad_right = 2,
                   .dilation_height = 2,
-                  .dilation_width = 1};
+                  .dilation_width = 1,
+                  .layout = GetParam()};
     SCOPED_TRACE(s.to_string());
     test::expect_forward_matches_naive(s, options, rng, /*with_bias=*/true);
     test::expect_backward_data_matches_naive(s, options, rng);
@@ -226,10 +254,10 @@ TEST_F(Packed, MatchesNaiveAtEveryTileAndReductionEdge) {
   }
 }
 
-TEST_F(Packed, ImageOfABatchGivesTheBitsItGivesAlone) {
+TEST_P(Packed, ImageOfABatchGivesTheBitsItGivesAlone) {
   std::mt19937_64 rng(test::test_seed());
-  std::vector<Conv2dShape> shapes = split_shapes();
-  for (int i = 0; i < 30; ++i) shapes.push_back(random_packed_shape(rng));
+  std::vector<Conv2dShape> shapes = in_layout(split_shapes());
+  for (int i = 0; i < 30; ++i) shapes.push_back(random_packed_shape(rng, GetParam()));
   for (Conv2dShape s : shapes) {
     s.batch = test::uniform(rng, 2, 6);
     const int64_t i = test::uniform(rng, 0, s.batch - 1);
@@ -251,10 +279,10 @@ TEST_F(Packed, ImageOfABatchGivesTheBitsItGivesAlone) {
   }
 }
 
-TEST_F(Packed, SameBitsForEveryThreadCount) {
+TEST_P(Packed, SameBitsForEveryThreadCount) {
   std::mt19937_64 rng(test::test_seed());
-  std::vector<Conv2dShape> shapes = split_shapes();
-  for (int i = 0; i < 6; ++i) shapes.push_back(random_packed_shape(rng));
+  std::vector<Conv2dShape> shapes = in_layout(split_shapes());
+  for (int i = 0; i < 6; ++i) shapes.push_back(random_packed_shape(rng, GetParam()));
   for (const Conv2dShape& s : shapes) {
     SCOPED_TRACE(s.to_string());
     const Inputs in(s, rng);
@@ -284,7 +312,7 @@ std::size_t smallest_accepted_limit(const Conv2dShape& s, Conv2dOptions options)
   return high;
 }
 
-TEST_F(Packed, SameBitsForEveryBlockSizeAndWorkspaceLimitDownToTheSmallest) {
+TEST_P(Packed, SameBitsForEveryBlockSizeAndWorkspaceLimitDownToTheSmallest) {
   std::mt19937_64 rng(test::test_seed());
   Conv2dShape resnet_like{.batch = 2,
                           .in_channels = 40,
@@ -294,8 +322,8 @@ TEST_F(Packed, SameBitsForEveryBlockSizeAndWorkspaceLimitDownToTheSmallest) {
                           .kernel_height = 3,
                           .kernel_width = 3};
   resnet_like.set_padding(1);
-  std::vector<Conv2dShape> shapes = {resnet_like};
-  for (int i = 0; i < 6; ++i) shapes.push_back(random_packed_shape(rng));
+  std::vector<Conv2dShape> shapes = {in_layout(resnet_like)};
+  for (int i = 0; i < 6; ++i) shapes.push_back(random_packed_shape(rng, GetParam()));
   for (const Conv2dShape& s : shapes) {
     SCOPED_TRACE(s.to_string());
     const Inputs in(s, rng);
@@ -325,7 +353,7 @@ TEST_F(Packed, SameBitsForEveryBlockSizeAndWorkspaceLimitDownToTheSmallest) {
   }
 }
 
-TEST_F(Packed, AnElementDoesNotDependOnItsPlaceInATile) {
+TEST_F(PackedKernel, AnElementDoesNotDependOnItsPlaceInATile) {
   // Growing a shape around an element moves it to another place in its micro-kernel tile (and
   // the tiles' edges to other lanes) without changing its sum: more output channels for y and
   // dW's rows, more input channels for dx and dW's columns, more output rows for y.
@@ -412,9 +440,9 @@ TEST_F(Packed, AnElementDoesNotDependOnItsPlaceInATile) {
   }
 }
 
-TEST_F(Packed, ConstantWeightsArePackedOnceAndGiveTheSameBits) {
+TEST_P(Packed, ConstantWeightsArePackedOnceAndGiveTheSameBits) {
   std::mt19937_64 rng(test::test_seed());
-  for (const Conv2dShape& s : split_shapes()) {
+  for (const Conv2dShape& s : in_layout(split_shapes())) {
     SCOPED_TRACE(s.to_string());
     const Inputs in(s, rng), other(s, rng);
     auto forward = [&](Conv2d& conv, const Tensor& w) {
@@ -442,6 +470,9 @@ TEST_F(Packed, ConstantWeightsArePackedOnceAndGiveTheSameBits) {
         << "after backward_data";
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Layouts, Packed, ::testing::Values(Layout::nchw, Layout::nhwc),
+                         [](const auto& info) { return to_string(info.param); });
 
 }  // namespace
 }  // namespace convgemm

@@ -222,7 +222,7 @@ TEST(Shape, SamePaddingWorkedCases) {
 TEST(Shape, ToStringIsTheDocumentedOneLiner) {
   Conv2dShape s = layer(64, 64, /*kernel=*/3, /*size=*/56, /*stride=*/1, /*pad=*/1);
   s.batch = 8;
-  EXPECT_EQ(s.to_string(), "n8_c64_h56w56_o64_k3x3_s1x1_p1.1.1.1_d1x1_g1");
+  EXPECT_EQ(s.to_string(), "n8_c64_h56w56_o64_k3x3_s1x1_p1.1.1.1_d1x1_g1_nchw");
 }
 
 TEST(Shape, ToStringIsOneLineAndDistinguishesEveryField) {

@@ -135,7 +135,7 @@ TEST(TransposedShape, ToStringNamesOutputPadding) {
                          .stride_width = 2};
   ConvTranspose2dShape b = a;
   b.output_padding_width = 1;
-  EXPECT_EQ(a.to_string(), "transposed_n1_c1_h3w3_o1_k3x3_s2x2_p0.0.0.0_op0x0_d1x1_g1");
+  EXPECT_EQ(a.to_string(), "transposed_n1_c1_h3w3_o1_k3x3_s2x2_p0.0.0.0_op0x0_d1x1_g1_nchw");
   EXPECT_NE(a.to_string(), b.to_string());
   EXPECT_EQ(a.to_string().find('\n'), std::string::npos);
 }

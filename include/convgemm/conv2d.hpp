@@ -1,10 +1,14 @@
 #pragma once
 // The convolution plan and the free functions over it.
 //
-// Tensor layouts (contiguous float32, row-major):
-//   x  [N, C, H, W]        w  [O, C/G, KH, KW]     bias [O]
-//   y  [N, O, OH, OW]      dx like x, dw like w, dbias like bias, dy like y
-// Sizes and the GEMM view are defined in shape.hpp.
+// Tensor layouts (contiguous float32, row-major), chosen by Conv2dShape::layout:
+//   nchw  x [N, C, H, W]   w [O, C/G, KH, KW] (OIHW)   y [N, O, OH, OW]
+//   nhwc  x [N, H, W, C]   w [O, KH, KW, C/G] (OHWI)   y [N, OH, OW, O]
+//   bias [O] either way; dx like x, dw like w, dbias like bias, dy like y.
+// Sizes and the GEMM view are defined in shape.hpp. The nhwc layout runs on the packed driver
+// only (every pass, groups, depthwise included; with its reproducibility contract): a plan
+// asked for it with gemm_backend openblas or onednn, or in a build without BLIS, throws
+// std::invalid_argument naming the layout.
 
 #include <cstddef>
 #include <cstdint>

@@ -5,9 +5,10 @@
 // input: its forward is that convolution's backward_data, its input gradient is that
 // convolution's forward, its weight gradient is backward_weights with input and output swapped.
 //
-// Layouts (contiguous float32):
-//   x [N, C, H, W]   w [C, O/G, KH, KW] (PyTorch's transposed layout)   bias [O]
-//   y [N, O, OH, OW]
+// Layouts (contiguous float32), chosen by `layout`:
+//   nchw  x [N, C, H, W]   w [C, O/G, KH, KW] (PyTorch's transposed layout)   y [N, O, OH, OW]
+//   nhwc  x [N, H, W, C]   w [C, KH, KW, O/G]                                 y [N, OH, OW, O]
+//   bias [O] either way.
 // Output size per axis:
 //   out = (in - 1) * stride - pad_begin - pad_end + dilation * (kernel - 1) + output_padding + 1
 // output_padding only adds rows/columns at the bottom/right; it must be smaller than the stride
@@ -31,6 +32,7 @@ struct ConvTranspose2dShape {
   int64_t output_padding_height = 0, output_padding_width = 0;
   int64_t dilation_height = 1, dilation_width = 1;
   int64_t groups = 1;
+  Layout layout = Layout::nchw;
 
   int64_t out_height() const;
   int64_t out_width() const;

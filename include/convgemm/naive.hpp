@@ -1,10 +1,11 @@
 #pragma once
 // The direct loops of the definition: the oracle for tests and the baseline for benchmarks.
 // They share no code with the fast path (not even im2col) and favour plainness over speed.
-// Layouts are those of conv2d.hpp / conv_transpose2d.hpp. Each function validates the shape and
-// the pointers like the fast path; outputs are overwritten. Sums are accumulated in double, so a
-// float result is the correctly rounded value of a double-accurate sum. The double overloads
-// exist for finite-difference gradient checks.
+// Layouts are the nchw ones of conv2d.hpp / conv_transpose2d.hpp: an nhwc shape throws
+// std::invalid_argument naming the layout (transpose the tensors). Each function validates the
+// shape and the pointers like the fast path; outputs are overwritten. Sums are accumulated in
+// double, so a float result is the correctly rounded value of a double-accurate sum. The double
+// overloads exist for finite-difference gradient checks.
 
 #include "convgemm/conv_transpose2d.hpp"
 #include "convgemm/shape.hpp"

@@ -86,4 +86,26 @@ struct ImageRows {
                       float* buffer) const;
 };
 
+// The same two gathers from an nhwc image [H, W, C] (nhwc_operands.cpp), whose X_col rows are
+// k = (kh, kw, c), the order of an OHWI filter: each tap of a patch is C/G contiguous floats.
+// X_col of one image and group as A of forward (positions are the rows of Y [P, O]): lanes are
+// positions, several images side by side as in ImageColumns (H*W*C floats apart), steps k.
+// Each panel is a transpose of the lanes' channel runs, tap by tap.
+struct NhwcImageColumns {
+  const Conv2dShape* shape;
+  const float* x_group;  // channel g * C/G of pixel (0, 0) of the first image
+  int64_t first_lane = 0;
+  const float* panels(int64_t first, int64_t lanes, int64_t step, int64_t steps, int64_t width,
+                      float* buffer) const;
+};
+
+// X_col^T of a batch and group as B of backward_weights: lanes k = (kh, kw, c), steps the
+// positions of every image in order, s = n * P + p. A panel row is a few contiguous channel runs.
+struct NhwcImageRows {
+  const Conv2dShape* shape;
+  const float* x_group;  // channel g * C/G of pixel (0, 0) of image 0
+  const float* panels(int64_t first, int64_t lanes, int64_t step, int64_t steps, int64_t width,
+                      float* buffer) const;
+};
+
 }  // namespace convgemm::detail

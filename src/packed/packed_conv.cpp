@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <cstring>
 
-#include "convgemm/detail/check.hpp"
 #include "../im2col.hpp"
+#include "convgemm/detail/check.hpp"
 #include "operands.hpp"
 
 namespace convgemm::detail {
@@ -24,11 +24,6 @@ constexpr int64_t kTasksPerSlot = 2;
 constexpr int64_t kDataBlockRows = 96;
 constexpr int64_t kDataBlockPositions = 1024;
 
-// Positions in one backward_data block: its output rows, or its images.
-int64_t data_block_columns(const PackedBlocking& b, int64_t OW, int64_t P) {
-  return b.images_per_data_block > 1 ? b.images_per_data_block * P : b.rows_per_block * OW;
-}
-
 // forward puts several images side by side when one has at most this many positions (14x14),
 // as many as keep the block buffer of M x positions within kForwardBlockFloats (1 MiB).
 constexpr int64_t kSmallImagePositions = 256;
@@ -45,11 +40,18 @@ int64_t lanes_per_range(int64_t lanes, int64_t parts, int64_t width) {
 
 }  // namespace
 
+int64_t data_block_columns(const PackedBlocking& b, int64_t OW, int64_t P) {
+  return b.images_per_data_block > 1 ? b.images_per_data_block * P : b.rows_per_block * OW;
+}
+
 PackedBlocking choose_packed_blocking(const Conv2dShape& s, const MicroKernel& kernel, int& slots,
                                       std::size_t buffer_bytes_cap, std::size_t workspace_limit) {
   const int64_t N = s.batch, G = s.groups, M = s.gemm_m(), K = s.gemm_k(), P = s.gemm_p();
   const int64_t OH = s.out_height(), OW = s.out_width(), T = s.kernel_height * s.kernel_width;
   const int64_t wa = a_panel_width(kernel), wb = b_panel_width(kernel);
+  // nhwc transposes forward's and backward_data's GEMM view: the weights are B there.
+  const bool nhwc = s.layout == Layout::nhwc;
+  const int64_t weight_width = nhwc ? wb : wa;
   const int64_t wanted = kTasksPerSlot * std::max(slots, 1);
   PackedBlocking b;
 
@@ -67,7 +69,7 @@ PackedBlocking choose_packed_blocking(const Conv2dShape& s, const MicroKernel& k
   b.channels_per_range = std::max<int64_t>(1, std::min(by_rows, by_tasks));
   b.channel_ranges = ceil_div(group_inputs, b.channels_per_range);
   b.rows_per_block = std::clamp<int64_t>(ceil_div(kDataBlockPositions, OW), 1, OH);
-  if (b.rows_per_block == OH && !is_pointwise(s)) {
+  if (b.rows_per_block == OH && (nhwc || !is_pointwise(s))) {  // (nchw: pointwise is in place)
     b.images_per_data_block = std::clamp<int64_t>(kDataBlockPositions / P, 1, N);
   }
 
@@ -78,8 +80,10 @@ PackedBlocking choose_packed_blocking(const Conv2dShape& s, const MicroKernel& k
   b.weight_ranges = ceil_div(b.weight_ranges_of_outputs ? M : K, b.weight_lanes_per_range);
 
   // Packed blocks as large as BLIS's, but no larger than any task's lanes need.
-  const PassLanes passes[] = {{M, b.positions_per_range},
-                              {b.channels_per_range * T, data_block_columns(b, OW, P)},
+  const PassLanes forward{M, b.positions_per_range};
+  const PassLanes data{b.channels_per_range * T, data_block_columns(b, OW, P)};
+  const PassLanes passes[] = {nhwc ? PassLanes{forward.cols, forward.rows} : forward,
+                              nhwc ? PassLanes{data.cols, data.rows} : data,
                               b.weight_ranges_of_outputs ? PassLanes{b.weight_lanes_per_range, K}
                                                          : PassLanes{M, b.weight_lanes_per_range}};
   int64_t mc = kernel.mr, nc = kernel.nr;
@@ -100,18 +104,19 @@ PackedBlocking choose_packed_blocking(const Conv2dShape& s, const MicroKernel& k
   }
 
   const auto data_weight_floats = [&] {
-    return G * b.channel_ranges * prepacked_floats(b.channels_per_range * T, M, wa);
+    return G * b.channel_ranges * prepacked_floats(b.channels_per_range * T, M, weight_width);
   };
   const auto size_weights = [&] {
-    b.packed_weight_floats =
-        round_up(std::max(G * prepacked_floats(M, K, wa), data_weight_floats()), kAlignFloats);
+    b.packed_weight_floats = round_up(
+        std::max(G * prepacked_floats(M, K, weight_width), data_weight_floats()), kAlignFloats);
   };
   size_weights();
   const auto size_slots = [&] {
     b.blocks = {mc, nc};
     b.row_buffer_floats = round_up(mc * kernel.kc, kAlignFloats);
     b.col_buffer_floats = round_up(kernel.kc * nc, kAlignFloats);
-    const int64_t forward_block = b.forward_images > 1 ? M * b.positions_per_range : 0;
+    // (nhwc writes y in place: its positions are uniformly strided across images)
+    const int64_t forward_block = !nhwc && b.forward_images > 1 ? M * b.positions_per_range : 0;
     const int64_t data_block =
         std::max(forward_block, b.channels_per_range * T * data_block_columns(b, OW, P));
     b.slot_floats = b.row_buffer_floats + b.col_buffer_floats + round_up(data_block, kAlignFloats);
@@ -142,19 +147,10 @@ PackedBlocking choose_packed_blocking(const Conv2dShape& s, const MicroKernel& k
   return b;
 }
 
-namespace {
-
-struct SlotBuffers {
-  float *rows, *cols, *data_block;
-};
 SlotBuffers slot_buffers(const PackedBlocking& b, float* workspace, int slot) {
   float* base = workspace + b.packed_weight_floats + slot * b.slot_floats;
   return {base, base + b.row_buffer_floats, base + b.row_buffer_floats + b.col_buffer_floats};
 }
-
-constexpr auto kNoWriteBack = [](int64_t, int64_t, int64_t, int64_t) {};
-
-}  // namespace
 
 void packed_forward(const Conv2dShape& s, const MicroKernel& kernel, const PackedBlocking& b,
                     WorkerPool& pool, const float* x, const float* w, const float* bias, float* y,

@@ -62,6 +62,15 @@ PackedBlocking choose_packed_blocking(const Conv2dShape& shape, const MicroKerne
                                       int& slots, std::size_t buffer_bytes_cap,
                                       std::size_t workspace_limit);
 
+// A worker's share of the workspace (below): its row and column packing buffers and its block.
+struct SlotBuffers {
+  float *rows, *cols, *data_block;
+};
+SlotBuffers slot_buffers(const PackedBlocking& b, float* workspace, int slot);
+// Positions in one backward_data block: its output rows, or its images side by side.
+int64_t data_block_columns(const PackedBlocking& b, int64_t OW, int64_t P);
+inline constexpr auto kNoWriteBack = [](int64_t, int64_t, int64_t, int64_t) {};
+
 // The passes. `workspace` holds packed_weight_floats, then slot_floats per slot (64-byte
 // aligned, slot_floats a multiple of 16). Pointers as in plan.hpp; accumulate adds to y / dx /
 // dw instead of overwriting.
@@ -75,6 +84,20 @@ void packed_backward_data(const Conv2dShape& shape, const MicroKernel& kernel,
 void packed_backward_weights(const Conv2dShape& shape, const MicroKernel& kernel,
                              const PackedBlocking& b, WorkerPool& pool, const float* x,
                              const float* dy, float* dw, bool accumulate, float* workspace);
+
+// The same passes on nhwc tensors (packed_conv_nhwc.cpp), with the same blocking, workspace
+// and contract. The GEMM view is transposed (Y [P x O] = X_col^T * W^T, dX_col^T = dY^T * W)
+// so that the output's rows stay contiguous, as the driver expects of C.
+void packed_forward_nhwc(const Conv2dShape& shape, const MicroKernel& kernel,
+                         const PackedBlocking& b, WorkerPool& pool, const float* x, const float* w,
+                         const float* bias, float* y, bool accumulate, bool weights_packed,
+                         float* workspace);
+void packed_backward_data_nhwc(const Conv2dShape& shape, const MicroKernel& kernel,
+                               const PackedBlocking& b, WorkerPool& pool, const float* dy,
+                               const float* w, float* dx, bool accumulate, float* workspace);
+void packed_backward_weights_nhwc(const Conv2dShape& shape, const MicroKernel& kernel,
+                                  const PackedBlocking& b, WorkerPool& pool, const float* x,
+                                  const float* dy, float* dw, bool accumulate, float* workspace);
 
 // "packed(skx 32x12, tile rows = positions)" and the like, for describe().
 std::string describe_packed(const MicroKernel& kernel);

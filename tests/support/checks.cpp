@@ -4,6 +4,7 @@
 
 #include "convgemm/naive.hpp"
 #include "support/compare.hpp"
+#include "support/layout.hpp"
 #include "support/tensors.hpp"
 
 namespace convgemm::test {
@@ -16,12 +17,15 @@ void expect_forward_matches_naive(const Conv2dShape& shape, const Conv2dOptions&
   const float* bias_or_null = with_bias ? bias.data() : nullptr;
   Tensor y = nan_tensor(shape.output_elements());
   Conv2d conv(shape, options);
-  conv.forward(x.data(), w.data(), bias_or_null, y.data());
+  conv.forward(to_layout(shape, Role::input, x).data(), to_layout(shape, Role::weights, w).data(),
+               bias_or_null, y.data());
+  y = from_layout(shape, Role::output, y);
 
+  const Conv2dShape nchw = with_layout(shape, Layout::nchw);
   Tensor reference(y.size()), abs_terms(y.size());
-  naive::conv2d_forward(shape, x.data(), w.data(), bias_or_null, reference.data());
+  naive::conv2d_forward(nchw, x.data(), w.data(), bias_or_null, reference.data());
   const Tensor abs_x = abs_of(x), abs_w = abs_of(w), abs_bias = abs_of(bias);
-  naive::conv2d_forward(shape, abs_x.data(), abs_w.data(), with_bias ? abs_bias.data() : nullptr,
+  naive::conv2d_forward(nchw, abs_x.data(), abs_w.data(), with_bias ? abs_bias.data() : nullptr,
                         abs_terms.data());
   EXPECT_TRUE(reference_is_trusted(reference, abs_terms));
   // The bias is one more term of the sum.
@@ -34,12 +38,15 @@ void expect_backward_data_matches_naive(const Conv2dShape& shape, const Conv2dOp
   const Tensor w = random_tensor(rng, shape.weight_elements());
   Tensor dx = nan_tensor(shape.input_elements());
   Conv2d conv(shape, options);
-  conv.backward_data(dy.data(), w.data(), dx.data());
+  conv.backward_data(to_layout(shape, Role::output, dy).data(),
+                     to_layout(shape, Role::weights, w).data(), dx.data());
+  dx = from_layout(shape, Role::input, dx);
 
+  const Conv2dShape nchw = with_layout(shape, Layout::nchw);
   Tensor reference(dx.size()), abs_terms(dx.size());
-  naive::conv2d_backward_data(shape, dy.data(), w.data(), reference.data());
+  naive::conv2d_backward_data(nchw, dy.data(), w.data(), reference.data());
   const Tensor abs_dy = abs_of(dy), abs_w = abs_of(w);
-  naive::conv2d_backward_data(shape, abs_dy.data(), abs_w.data(), abs_terms.data());
+  naive::conv2d_backward_data(nchw, abs_dy.data(), abs_w.data(), abs_terms.data());
   EXPECT_TRUE(reference_is_trusted(reference, abs_terms));
   const int64_t k = shape.gemm_m() * shape.kernel_height * shape.kernel_width;
   EXPECT_TRUE(matches_reference(dx, reference, abs_terms, k));
@@ -52,14 +59,18 @@ void expect_backward_weights_matches_naive(const Conv2dShape& shape, const Conv2
   Tensor dw = nan_tensor(shape.weight_elements());
   Tensor dbias = nan_tensor(shape.bias_elements());
   Conv2d conv(shape, options);
-  conv.backward_weights(x.data(), dy.data(), dw.data(), with_bias ? dbias.data() : nullptr);
+  conv.backward_weights(to_layout(shape, Role::input, x).data(),
+                        to_layout(shape, Role::output, dy).data(), dw.data(),
+                        with_bias ? dbias.data() : nullptr);
+  dw = from_layout(shape, Role::weights, dw);
 
+  const Conv2dShape nchw = with_layout(shape, Layout::nchw);
   Tensor reference_dw(dw.size()), abs_dw(dw.size());
   Tensor reference_dbias(dbias.size()), abs_dbias(dbias.size());
-  naive::conv2d_backward_weights(shape, x.data(), dy.data(), reference_dw.data(),
+  naive::conv2d_backward_weights(nchw, x.data(), dy.data(), reference_dw.data(),
                                  reference_dbias.data());
   const Tensor abs_x = abs_of(x), abs_dy = abs_of(dy);
-  naive::conv2d_backward_weights(shape, abs_x.data(), abs_dy.data(), abs_dw.data(),
+  naive::conv2d_backward_weights(nchw, abs_x.data(), abs_dy.data(), abs_dw.data(),
                                  abs_dbias.data());
   const int64_t k = shape.batch * shape.gemm_p();
   EXPECT_TRUE(reference_is_trusted(reference_dw, abs_dw)) << "dw";

@@ -4,6 +4,8 @@
 // overwritten output as NaN, runs a Conv2d plan built with `options`, checks the reference is
 // trusted and compares within tolerance.hpp's bound. Failures are non-fatal gtest failures;
 // callers add SCOPED_TRACE(shape.to_string()) so that a failure names its shape.
+// For an nhwc shape the tensors are drawn in nchw order, handed to the plan transposed and its
+// results transposed back (support/layout.hpp), so the reference is always the nchw naive loop.
 
 #include <random>
 

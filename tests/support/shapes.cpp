@@ -199,7 +199,9 @@ ConvTranspose2dShape random_transposed_shape(std::mt19937_64& rng) {
   return s;
 }
 
-Conv2dOptions random_options(std::mt19937_64& rng) {
+Conv2dOptions random_options(std::mt19937_64& rng) { return random_options(rng, Layout::nchw); }
+
+Conv2dOptions random_options(std::mt19937_64& rng, Layout layout) {
   Conv2dOptions options;
   options.num_threads = static_cast<int>(uniform(rng, 0, 4));
   switch (uniform(rng, 0, 2)) {
@@ -214,8 +216,11 @@ Conv2dOptions random_options(std::mt19937_64& rng) {
       break;
   }
   // Every GEMM backend this build has: each is a fast path that must match the oracle.
-  std::vector<GemmBackend> backends = {GemmBackend::automatic, GemmBackend::openblas};
-  if (gemm_backend_available(GemmBackend::onednn)) backends.push_back(GemmBackend::onednn);
+  // (nhwc runs on the packed driver only.)
+  std::vector<GemmBackend> backends = {GemmBackend::automatic};
+  if (layout == Layout::nchw) backends.push_back(GemmBackend::openblas);
+  if (layout == Layout::nchw && gemm_backend_available(GemmBackend::onednn))
+    backends.push_back(GemmBackend::onednn);
   if (gemm_backend_available(GemmBackend::packed)) backends.push_back(GemmBackend::packed);
   options.gemm_backend =
       backends[static_cast<std::size_t>(uniform(rng, 0, int64_t(backends.size()) - 1))];

@@ -52,6 +52,8 @@ ConvTranspose2dShape random_transposed_shape(std::mt19937_64& rng);
 std::vector<Conv2dShape> finite_difference_shapes();
 
 Conv2dOptions random_options(std::mt19937_64& rng);
+// The same for a plan in `layout`: for nhwc, only the backends that run it (automatic, packed).
+Conv2dOptions random_options(std::mt19937_64& rng, Layout layout);
 
 // One line for SCOPED_TRACE, e.g.
 //   "options: threads 2, block_bytes 1500, limit 0, gemm onednn, overwrite".

@@ -1,0 +1,106 @@
+// The gathers from nhwc images (operands.hpp). In this layout a tap of a patch is a contiguous
+// run of C/G channels, so nothing is gathered element by element: forward transposes those runs
+// into panels (positions are its lanes), backward_weights copies them into panel rows (its lanes
+// are the runs themselves). Taps in the padding read zeros.
+#include <algorithm>
+#include <cassert>
+
+#include "nhwc_taps.hpp"
+#include "operands.hpp"
+#include "panel_copies.hpp"
+
+namespace convgemm::detail {
+
+using namespace panel;
+using nhwc::origin_of;
+
+namespace {
+
+// What a padding tap reads: one chunk of zeros, the longest run transposed at a time.
+alignas(64) const float kZeros[kChunk] = {};
+
+// The first channel of tap (kh, kw) seen from `o`, or nullptr in the padding.
+const float* tap_pixel(const Conv2dShape& s, const float* x_group, const nhwc::Origin& o,
+                       int64_t kh, int64_t kw) {
+  const int64_t offset = nhwc::tap_offset(s, o, kh, kw);
+  return offset < 0 ? nullptr : x_group + offset;
+}
+
+}  // namespace
+
+const float* NhwcImageColumns::panels(int64_t first, int64_t lanes, int64_t step, int64_t steps,
+                                      int64_t width, float* buffer) const {
+  const Conv2dShape& s = *shape;
+  const int64_t group_channels = s.in_channels / s.groups, KW = s.kernel_width;
+  assert(width <= kMaxWidth);
+  nhwc::Origin origins[kMaxWidth];
+  for (int64_t panel = 0; panel * width < lanes; ++panel) {
+    const int64_t used = std::min(width, lanes - panel * width);
+    for (int64_t lane = 0; lane < used; ++lane)
+      origins[lane] = origin_of(s, first_lane + first + panel * width + lane);
+    float* panel_rows = buffer + panel * steps * width;
+    // The steps cut into runs of one tap's channels, at most a chunk long (the zeros' length).
+    for (int64_t t = 0; t < steps;) {
+      const int64_t k = step + t, tap = k / group_channels, c = k % group_channels;
+      const int64_t run = std::min({group_channels - c, steps - t, kChunk});
+      const int64_t kh = tap / KW, kw = tap % KW;
+      float* rows_out = panel_rows + t * width;
+      const int64_t lanes4 = used / 4 * 4;
+      for (int64_t lane = 0; lane < lanes4; lane += 4) {
+        const float* sources[4];
+        for (int64_t i = 0; i < 4; ++i) {
+          const float* pixel = tap_pixel(s, x_group, origins[lane + i], kh, kw);
+          sources[i] = pixel != nullptr ? pixel + c : kZeros;
+        }
+        transpose_four_lanes(sources, run, width, rows_out + lane);
+      }
+      for (int64_t lane = lanes4; lane < used; ++lane) {
+        const float* pixel = tap_pixel(s, x_group, origins[lane], kh, kw);
+        for (int64_t j = 0; j < run; ++j) rows_out[j * width + lane] = pixel ? pixel[c + j] : 0.0f;
+      }
+      for (int64_t j = 0; j < run; ++j) zero_lanes(rows_out + j * width + used, width - used);
+      t += run;
+    }
+  }
+  return buffer;
+}
+
+const float* NhwcImageRows::panels(int64_t first, int64_t lanes, int64_t step, int64_t steps,
+                                   int64_t width, float* buffer) const {
+  const Conv2dShape& s = *shape;
+  const int64_t group_channels = s.in_channels / s.groups, KW = s.kernel_width;
+  assert(width <= kMaxWidth);
+  // A panel's lanes cut into runs of one tap's consecutive channels.
+  struct Run {
+    int64_t kh, kw, c, length, lane;
+  };
+  Run runs[kMaxWidth];
+  for (int64_t panel = 0; panel * width < lanes; ++panel) {
+    const int64_t used = std::min(width, lanes - panel * width);
+    int64_t run_count = 0;
+    for (int64_t lane = 0; lane < used;) {
+      const int64_t k = first + panel * width + lane, tap = k / group_channels;
+      const int64_t c = k % group_channels, length = std::min(group_channels - c, used - lane);
+      runs[run_count++] = {tap / KW, tap % KW, c, length, lane};
+      lane += length;
+    }
+    float* panel_rows = buffer + panel * steps * width;
+    for (int64_t t = 0; t < steps; ++t) {
+      const nhwc::Origin origin = origin_of(s, step + t);
+      float* out = panel_rows + t * width;
+      for (int64_t r = 0; r < run_count; ++r) {
+        const Run& run = runs[r];
+        const float* pixel = tap_pixel(s, x_group, origin, run.kh, run.kw);
+        if (pixel != nullptr) {
+          copy_strided(pixel + run.c, 1, run.length, out + run.lane);
+        } else {
+          zero_lanes(out + run.lane, run.length);
+        }
+      }
+      zero_lanes(out + used, width - used);
+    }
+  }
+  return buffer;
+}
+
+}  // namespace convgemm::detail

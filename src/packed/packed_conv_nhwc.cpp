@@ -1,0 +1,189 @@
+// The three passes on nhwc tensors (packed_conv.hpp). Per image n and group g, with X_col's rows
+// k = (kh, kw, c) (an OHWI filter's order) and the output's positions as the rows of C, so that
+// C is row-major like every output the driver writes:
+//   forward           Y_g [P x M] = X_col^T [P x K] * W_g^T [K x M] (+ bias in the tile
+//                     write-back), straight into y, whose rows are O floats apart; several small
+//                     images side by side need no block buffer (their positions are too).
+//   backward_data     dX_col^T [P x K'] = dY_g [P x M] * W_g [M x K'] for a range of input
+//                     channels (K' = its channels of every tap), a block of output rows at a
+//                     time, then added into dX position by position, tap by tap (each tap a
+//                     contiguous run of the range's channels).
+//   backward_weights  dW_g [M x K] (+)= dY_g^T [M x NP] * X_col^T [NP x K], as in nchw.
+// Tasks and blocks are packed_conv.cpp's (the same PackedBlocking), so the contract is the same:
+// an element's operations depend on the shape and the CPU's kernel only.
+#include <algorithm>
+#include <cstring>
+
+#include "convgemm/detail/check.hpp"
+#include "nhwc_taps.hpp"
+#include "operands.hpp"
+#include "packed_conv.hpp"
+
+namespace convgemm::detail {
+namespace {
+
+int64_t round_up(int64_t value, int64_t multiple) { return ceil_div(value, multiple) * multiple; }
+
+// dX (+)= a backward_data block: rows are output positions [first, first + count) of the batch,
+// columns the range's K' = taps x channels (tap-major); dx_range is channel c_begin of the
+// group in pixel (0, 0) of image 0. Positions in order, then taps in order: the order every
+// pixel receives its terms in, fixed by the shape.
+void add_block_to_image(const Conv2dShape& s, const float* block, int64_t channels, int64_t first,
+                        int64_t count, float* dx_range) {
+  const int64_t KH = s.kernel_height, KW = s.kernel_width, ld = KH * KW * channels;
+  for (int64_t q = 0; q < count; ++q) {
+    const nhwc::Origin origin = nhwc::origin_of(s, first + q);
+    const float* row = block + q * ld;
+    for (int64_t kh = 0; kh < KH; ++kh) {
+      for (int64_t kw = 0; kw < KW; ++kw) {
+        const int64_t offset = nhwc::tap_offset(s, origin, kh, kw);
+        if (offset < 0) continue;
+        const float* terms = row + (kh * KW + kw) * channels;
+        float* pixel = dx_range + offset;
+        for (int64_t c = 0; c < channels; ++c) pixel[c] += terms[c];
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void packed_forward_nhwc(const Conv2dShape& s, const MicroKernel& kernel, const PackedBlocking& b,
+                         WorkerPool& pool, const float* x, const float* w, const float* bias,
+                         float* y, bool accumulate, bool weights_packed, float* workspace) {
+  const int64_t G = s.groups, M = s.gemm_m(), K = s.gemm_k(), P = s.gemm_p();
+  const int64_t O = s.out_channels, image_floats = s.in_height * s.in_width * s.in_channels;
+  const int64_t group_channels = s.in_channels / G;
+  const int64_t wb = b_panel_width(kernel), lane_count = round_up(M, wb);
+  const int64_t group_floats = prepacked_floats(M, K, wb);
+  // W^T packed once per call, reduction block by block (an OHWI row is W_g's row k by k).
+  const int64_t k_blocks = ceil_div(K, kernel.kc);
+  if (!weights_packed)
+    pool.run(G * k_blocks, [&](int64_t task, int) {
+      const int64_t g = task / k_blocks, step = task % k_blocks * kernel.kc;
+      const LanesAcrossRows weights{w + g * M * K, K, /*per_image=*/K, /*image_stride=*/0};
+      weights.panels(0, M, step, std::min(kernel.kc, K - step), wb,
+                     workspace + g * group_floats + step * lane_count);
+    });
+  const int64_t ranges = b.forward_position_ranges, images = b.forward_images;
+  pool.run(ceil_div(s.batch, images) * G * ranges, [&](int64_t task, int slot) {
+    const int64_t range = task % ranges, g = task / ranges % G, n = task / ranges / G * images;
+    const int64_t lanes = std::min(images, s.batch - n) * P;
+    const int64_t lane_begin = range * b.positions_per_range;
+    if (lane_begin >= lanes) return;  // (the last group of images may be smaller)
+    const int64_t lane_end = std::min(lanes, lane_begin + b.positions_per_range);
+    const PrepackedPanels weights{workspace + g * group_floats, lane_count, kernel.kc};
+    const NhwcImageColumns columns{&s, x + n * image_floats + g * group_channels, lane_begin};
+    const float* bias_group = bias != nullptr ? bias + g * M : nullptr;
+    float* y_rows = y + (n * P + lane_begin) * O + g * M;
+    // The bias joins each tile right after its last reduction block, while it is in cache.
+    auto add_bias = [&](int64_t row, int64_t rows, int64_t col, int64_t cols) {
+      if (bias_group == nullptr) return;
+      for (int64_t i = row; i < row + rows; ++i) {
+        float* y_row = y_rows + i * O + col;
+        for (int64_t j = 0; j < cols; ++j) y_row[j] += bias_group[col + j];
+      }
+    };
+    const SlotBuffers buffers = slot_buffers(b, workspace, slot);
+    packed_gemm(kernel, K, columns, weights, GemmOutput{y_rows, O, 1, !accumulate},
+                GemmRange{0, lane_end - lane_begin, 0, M}, b.blocks, buffers.rows, buffers.cols,
+                add_bias);
+  });
+}
+
+void packed_backward_data_nhwc(const Conv2dShape& s, const MicroKernel& kernel,
+                               const PackedBlocking& b, WorkerPool& pool, const float* dy,
+                               const float* w, float* dx, bool accumulate, float* workspace) {
+  const int64_t G = s.groups, M = s.gemm_m(), K = s.gemm_k(), P = s.gemm_p();
+  const int64_t O = s.out_channels, OH = s.out_height(), OW = s.out_width();
+  const int64_t T = s.kernel_height * s.kernel_width, group_channels = s.in_channels / G;
+  const int64_t ranges = b.channel_ranges, wb = b_panel_width(kernel);
+  auto range_channels = [&](int64_t range) {
+    return std::min(group_channels, (range + 1) * b.channels_per_range) -
+           range * b.channels_per_range;
+  };
+  // W_g's columns of one channel range: lane l is tap l / channels, channel l % channels, so
+  // the lanes of a tap are contiguous in the OHWI row and the taps C/G floats apart.
+  auto range_weights = [&](int64_t g, int64_t range) {
+    return LanesAlongRows{w + g * M * K + range * b.channels_per_range, K,
+                          /*per_image=*/range_channels(range), /*image_stride=*/group_channels};
+  };
+  // Packed once per call when several images share it (as in nchw), range by range.
+  const int64_t range_floats = prepacked_floats(b.channels_per_range * T, M, wb);
+  const int64_t m_blocks = ceil_div(M, kernel.kc);
+  const bool prepacked = s.batch > 1;
+  if (prepacked)
+    pool.run(G * ranges * m_blocks, [&](int64_t task, int) {
+      const int64_t block = task % m_blocks, range = task / m_blocks % ranges;
+      const int64_t g = task / m_blocks / ranges, step = block * kernel.kc;
+      const int64_t lanes = range_channels(range) * T;
+      range_weights(g, range).panels(
+          0, lanes, step, std::min(kernel.kc, M - step), wb,
+          workspace + (g * ranges + range) * range_floats + step * round_up(lanes, wb));
+    });
+  auto with_weights = [&](int64_t g, int64_t range, auto&& run) {
+    if (prepacked) {
+      run(PrepackedPanels{workspace + (g * ranges + range) * range_floats,
+                          round_up(range_channels(range) * T, wb), kernel.kc});
+    } else {
+      run(range_weights(g, range));
+    }
+  };
+  if (!accumulate) {
+    const int64_t rows = s.batch * s.in_height, row_floats = s.in_width * s.in_channels;
+    pool.run(rows, [&](int64_t row, int) {
+      std::memset(dx + row * row_floats, 0, static_cast<std::size_t>(row_floats) * sizeof(float));
+    });
+  }
+  // Tasks (group of images, group, range), as in nchw: blocks of output rows of one image, or
+  // whole images side by side, added into dx in position order.
+  const int64_t images = b.images_per_data_block, image_groups = ceil_div(s.batch, images);
+  pool.run(image_groups * G * ranges, [&](int64_t task, int slot) {
+    const int64_t range = task % ranges, g = task / ranges % G, n = task / ranges / G * images;
+    const int64_t channels = range_channels(range), columns = channels * T;
+    float* dx_range = dx + g * group_channels + range * b.channels_per_range;
+    const SlotBuffers buffers = slot_buffers(b, workspace, slot);
+    with_weights(g, range, [&](const auto& weights) {
+      // Output positions [first, first + count) of the batch into the block, then into dx.
+      auto run_block = [&](int64_t first, int64_t count) {
+        const LanesAcrossRows gradients{dy + first * O + g * M, O, /*per_image=*/M,
+                                        /*image_stride=*/0};
+        packed_gemm(kernel, M, gradients, weights,
+                    GemmOutput{buffers.data_block, columns, 1, /*overwrite=*/true},
+                    GemmRange{0, count, 0, columns}, b.blocks, buffers.rows, buffers.cols,
+                    kNoWriteBack);
+        add_block_to_image(s, buffers.data_block, channels, first, count, dx_range);
+      };
+      if (images > 1) {
+        run_block(n * P, std::min(images, s.batch - n) * P);
+        return;
+      }
+      for (int64_t oh_begin = 0; oh_begin < OH; oh_begin += b.rows_per_block) {
+        const int64_t oh_end = std::min(OH, oh_begin + b.rows_per_block);
+        run_block(n * P + oh_begin * OW, (oh_end - oh_begin) * OW);
+      }
+    });
+  });
+}
+
+void packed_backward_weights_nhwc(const Conv2dShape& s, const MicroKernel& kernel,
+                                  const PackedBlocking& b, WorkerPool& pool, const float* x,
+                                  const float* dy, float* dw, bool accumulate, float* workspace) {
+  const int64_t G = s.groups, M = s.gemm_m(), K = s.gemm_k(), P = s.gemm_p();
+  const int64_t ranges = b.weight_ranges, group_channels = s.in_channels / G;
+  pool.run(G * ranges, [&](int64_t task, int slot) {
+    const int64_t g = task / ranges, begin = task % ranges * b.weight_lanes_per_range;
+    const int64_t end =
+        std::min(b.weight_ranges_of_outputs ? M : K, begin + b.weight_lanes_per_range);
+    const GemmRange lanes =
+        b.weight_ranges_of_outputs ? GemmRange{begin, end, 0, K} : GemmRange{0, M, begin, end};
+    // dY_g^T: lane m of step n * P + p is dy[(n * P + p) * O + g * M + m].
+    const LanesAlongRows gradients{dy + g * M, s.out_channels};
+    const NhwcImageRows rows{&s, x + g * group_channels};
+    const SlotBuffers buffers = slot_buffers(b, workspace, slot);
+    packed_gemm(kernel, s.batch * P, gradients, rows, GemmOutput{dw + g * M * K, K, 1, !accumulate},
+                lanes, b.blocks, buffers.rows, buffers.cols, kNoWriteBack);
+  });
+}
+
+}  // namespace convgemm::detail
