@@ -45,6 +45,10 @@ const char* contender_name(Contender contender) {
       return "onednn_plain";
     case Contender::onednn_blocked:
       return "onednn_blocked";
+    case Contender::convgemm_nhwc:
+      return "convgemm_nhwc";
+    case Contender::onednn_nhwc:
+      return "onednn_nhwc";
   }
   return "?";
 }

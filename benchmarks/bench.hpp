@@ -34,7 +34,9 @@ enum class Contender {
   roofline_onednn_tbb,
   roofline_blis_tbb,
   onednn_plain,
-  onednn_blocked
+  onednn_blocked,
+  convgemm_nhwc,  // the packed driver on the same layer in Layout::nhwc
+  onednn_nhwc     // oneDNN on nhwc / ohwi memory, the user's buffers in place
 };
 
 const char* pass_name(Pass pass);

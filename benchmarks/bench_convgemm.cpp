@@ -1,5 +1,5 @@
-// convgemm's plan on each GEMM backend, and the naive:: loops as the baseline, for the three
-// passes.
+// convgemm's plan on each GEMM backend (and in nhwc on the packed driver), and the naive:: loops
+// as the baseline, for the three passes.
 #include <tbb/global_control.h>
 
 #include "bench.hpp"
@@ -12,7 +12,8 @@ void bench_convgemm(benchmark::State& state, const Case& c) {
   progress_begin(c);
   // Both switches: the cap keeps oneTBB from using more, num_threads sizes the plan's slots.
   tbb::global_control cap(tbb::global_control::max_allowed_parallelism, size_t(c.threads));
-  const Conv2dShape& shape = c.layer.shape;
+  Conv2dShape shape = c.layer.shape;
+  if (c.contender == Contender::convgemm_nhwc) shape.layout = Layout::nhwc;
   GemmBackend backend = GemmBackend::packed;
   if (c.contender == Contender::convgemm_onednn) backend = GemmBackend::onednn;
   if (c.contender == Contender::convgemm_openblas || !gemm_backend_available(backend)) {
@@ -23,7 +24,7 @@ void bench_convgemm(benchmark::State& state, const Case& c) {
     return;
   }
   Conv2d conv(shape, Conv2dOptions{.num_threads = c.threads, .gemm_backend = backend});
-  Tensors& io = tensors_for(shape);
+  Tensors& io = tensors_for(c.layer.shape);  // (the same sizes in either layout)
   const auto run = [&] {
     switch (c.pass) {
       case Pass::forward:

@@ -173,6 +173,7 @@ std::vector<Case> make_cases(const Options& options, std::vector<Layer> layers) 
   // THREAD_TIMEOUT; OpenMP's for a while) go last, OpenBLAS's last of all, so that they do not
   // slow a multi-threaded contender that runs next.
   std::vector<Contender> contenders{Contender::convgemm, Contender::convgemm_openblas};
+  if (gemm_backend_available(GemmBackend::packed)) contenders.push_back(Contender::convgemm_nhwc);
   if (gemm_backend_available(GemmBackend::onednn)) {
     contenders.push_back(Contender::convgemm_onednn);
   }
@@ -182,7 +183,7 @@ std::vector<Case> make_cases(const Options& options, std::vector<Layer> layers) 
   if (onednn_available()) {
     for (const Contender contender :
          {Contender::roofline_onednn_tbb, Contender::onednn_plain, Contender::onednn_blocked,
-          Contender::classic_onednn, Contender::roofline_onednn_omp}) {
+          Contender::onednn_nhwc, Contender::classic_onednn, Contender::roofline_onednn_omp}) {
       contenders.push_back(contender);
     }
   }
@@ -282,6 +283,7 @@ int run(int argc, char** argv) {
         case Contender::convgemm:
         case Contender::convgemm_openblas:
         case Contender::convgemm_onednn:
+        case Contender::convgemm_nhwc:
           bench_convgemm(state, c);
           break;
         case Contender::classic:
@@ -300,6 +302,7 @@ int run(int argc, char** argv) {
           break;
         case Contender::onednn_plain:
         case Contender::onednn_blocked:
+        case Contender::onednn_nhwc:
           bench_onednn(state, c);
           break;
       }

@@ -131,6 +131,7 @@ struct Row {
   const Case* c = nullptr;
   BackendResults backend[kBackendCount];
   std::optional<double> peak, naive, onednn_plain, onednn_blocked;
+  std::optional<double> nhwc, onednn_nhwc;  // the same layer in Layout::nhwc
   bool naive_estimated = false;  // the naive rate was measured on batch 1, not on this batch
   std::string onednn_plain_impl, onednn_blocked_impl;
 
@@ -236,6 +237,8 @@ std::vector<Row> join_rows(const std::vector<Case>& cases,
     if (const auto peak = peaks.find(c.threads); peak != peaks.end()) row.peak = peak->second;
     row.onednn_plain = gflops(Contender::onednn_plain);
     row.onednn_blocked = gflops(Contender::onednn_blocked);
+    row.nhwc = gflops(Contender::convgemm_nhwc);
+    row.onednn_nhwc = gflops(Contender::onednn_nhwc);
     if (const auto m = measurement(Contender::onednn_plain)) row.onednn_plain_impl = m->label;
     if (const auto m = measurement(Contender::onednn_blocked)) row.onednn_blocked_impl = m->label;
     if (const auto m = find(results, "naive/" + case_suffix(c.pass, c.layer.name, 1, 1))) {
@@ -356,6 +359,64 @@ std::string dense_table(const std::vector<Row>& rows, const std::vector<int>& th
                       column(m.gflops, 1).c_str(), ratio_column(m.speedup).c_str(),
                       percent_column(m.peak).c_str(), ratio_column(m.roofline).c_str(),
                       ratio_column(m.onednn_plain).c_str(), ratio_column(m.onednn_blocked).c_str());
+        text << line;
+      }
+    }
+  }
+  return text.str();
+}
+
+// Channels-last: convgemm's packed driver on the layer in nhwc, against itself in nchw and the
+// three oneDNN layouts, per case, then the geometric means over dense and depthwise layers.
+std::string nhwc_table(const std::vector<Row>& rows, const std::vector<int>& thread_counts) {
+  size_t name_width = 5;
+  for (const Row& row : rows) name_width = std::max(name_width, row.c->layer.name.size());
+  const std::string format =
+      "%-" + std::to_string(name_width) + "s %-11s %2s %3s | %8s %6s %8s %8s %8s %8s\n";
+  std::ostringstream text;
+  text << "Channels-last (Layout::nhwc, packed driver): x = nhwc GFLOP/s over the other's\n";
+  char line[512];
+  std::snprintf(line, sizeof line, format.c_str(), "layer", "pass", "N", "thr", "GFLOP/s", "%peak",
+                "x nchw", "x dnnl", "x dnnlB", "x dnnlC");
+  text << line;
+  for (const Row& row : rows) {
+    if (!row.nhwc) continue;
+    const Case& c = *row.c;
+    std::snprintf(line, sizeof line, format.c_str(), c.layer.name.c_str(), short_pass(c.pass),
+                  std::to_string(c.layer.shape.batch).c_str(), std::to_string(c.threads).c_str(),
+                  column(row.nhwc, 2).c_str(), percent_column(quotient(row.nhwc, row.peak)).c_str(),
+                  ratio_column(quotient(row.nhwc, row.gflops(0))).c_str(),
+                  ratio_column(quotient(row.nhwc, row.onednn_nhwc)).c_str(),
+                  ratio_column(quotient(row.nhwc, row.onednn_blocked)).c_str(),
+                  ratio_column(quotient(row.nhwc, row.onednn_plain)).c_str());
+    text << line;
+  }
+  text << "(x nchw: convgemm's packed nchw; x dnnl: oneDNN nhwc; x dnnlB: oneDNN blocked;\n"
+       << "x dnnlC: oneDNN nchw)\nGeometric means:\n";
+  const std::string mean_format = "%-10s %-11s %3s | %8s %6s %8s %8s %8s %8s\n";
+  std::snprintf(line, sizeof line, mean_format.c_str(), "layers", "pass", "thr", "GFLOP/s", "%peak",
+                "x nchw", "x dnnl", "x dnnlB", "x dnnlC");
+  text << line;
+  for (const bool depthwise : {false, true}) {
+    for (const Pass pass : kPasses) {
+      for (const int threads : thread_counts) {
+        const auto keep = [&](const Row& r) {
+          return r.depthwise() == depthwise && r.c->pass == pass && r.c->threads == threads;
+        };
+        const auto mean = [&](auto value) { return geomean(rows, keep, value); };
+        const auto nhwc_over = [&](std::optional<double> Row::*other) {
+          return mean([other](const Row& r) { return quotient(r.nhwc, r.*other); });
+        };
+        const auto gflops = mean([](const Row& r) { return r.nhwc; });
+        if (!gflops) continue;
+        std::snprintf(
+            line, sizeof line, mean_format.c_str(), depthwise ? "depthwise" : "dense",
+            short_pass(pass), std::to_string(threads).c_str(), column(gflops, 1).c_str(),
+            percent_column(nhwc_over(&Row::peak)).c_str(),
+            ratio_column(mean([](const Row& r) { return quotient(r.nhwc, r.gflops(0)); })).c_str(),
+            ratio_column(nhwc_over(&Row::onednn_nhwc)).c_str(),
+            ratio_column(nhwc_over(&Row::onednn_blocked)).c_str(),
+            ratio_column(nhwc_over(&Row::onednn_plain)).c_str());
         text << line;
       }
     }
@@ -533,6 +594,41 @@ std::string targets(const std::vector<Row>& rows, const std::vector<int>& thread
                       with_threshold(worst(depthwise, ratio, true), peer.threshold), true);
     }
   }
+  // The channels-last issue's targets (nhwc rows exist only when the packed driver is built).
+  for (const Pass pass : kPasses) {
+    const auto depthwise = [&](const Row& r) {
+      return r.depthwise() && r.c->pass == pass && r.nhwc;
+    };
+    const struct {
+      const char* name;
+      std::optional<double> Row::*peer;
+      double threshold;
+    } peers[] = {{"blocked", &Row::onednn_blocked, 1.0}, {"nchw", &Row::onednn_plain, 10.0}};
+    for (const auto& peer : peers) {
+      const auto ratio = [&](const Row& r) { return quotient(r.nhwc, r.*peer.peer); };
+      text << verdict(std::string(short_pass(pass)) + ", depthwise nhwc: x oneDNN " + peer.name +
+                          " >= " + fixed(peer.threshold, 1) + " (worst)",
+                      with_threshold(worst(depthwise, ratio, true), peer.threshold), true);
+    }
+  }
+  {
+    const struct {
+      const char* name;
+      std::optional<double> (*ratio)(const Row&);
+    } peers[] = {
+        {"convgemm's packed nchw", [](const Row& r) { return quotient(r.nhwc, r.gflops(0)); }},
+        {"oneDNN nhwc", [](const Row& r) { return quotient(r.nhwc, r.onednn_nhwc); }}};
+    for (const auto& peer : peers) {
+      std::vector<Item> items;
+      for (const int threads : thread_counts) {
+        const auto keep = [&](const Row& r) {
+          return !r.depthwise() && r.c->pass == Pass::forward && r.c->threads == threads;
+        };
+        items.push_back({thread_label(threads), geomean(rows, keep, peer.ratio), 1.0});
+      }
+      text << verdict(std::string("fwd, dense nhwc: x ") + peer.name + " >= 1.0", items, true);
+    }
+  }
   const auto all = [](const Row&) { return true; };
   const auto mebibytes = [](const Row& r) -> std::optional<double> {
     const auto bytes = r.workspace_per_thread();
@@ -597,6 +693,7 @@ bool write_summary(const std::vector<Case>& cases,
       << "; '~' = that batch-1 rate applied to batch N).\n\n";
   text << case_table(rows) << "\n"
        << dense_table(rows, options.thread_counts) << "\n"
+       << nhwc_table(rows, options.thread_counts) << "\n"
        << targets(rows, options.thread_counts, peaks);
   std::cout << "\n" << text.str() << std::flush;
   if (options.directory.empty()) return true;
