@@ -104,4 +104,25 @@ void depthwise_backward_weights_filter(const Conv2dShape& shape, const float* x_
                                        int64_t dy_image_stride, bool accumulate, float* dw_filter,
                                        float* scratch);
 
+// Depthwise convolution in nhwc (depthwise_nhwc.cpp): direct loops along the channels (a tap of
+// a pixel is a contiguous run of them), with the filters tap-major, [KH*KW][O], transposed once
+// per call by depthwise_nhwc_tap_major into depthwise_nhwc_filter_floats floats. Images are
+// [H, W, C] and [OH, OW, O]; accumulate adds to the output instead of overwriting it.
+int64_t depthwise_nhwc_filter_floats(const Conv2dShape& shape);
+void depthwise_nhwc_tap_major(const Conv2dShape& shape, const float* w, float* filters);
+// Output rows [oh_begin, oh_end) of one image: y = sum over taps (+ bias, which may be null).
+void depthwise_nhwc_forward_rows(const Conv2dShape& shape, const float* x_image,
+                                 const float* filters, const float* bias, bool accumulate,
+                                 float* y_image, int64_t oh_begin, int64_t oh_end);
+// Input rows [ih_begin, ih_end) of one image's dx, gathered from dy.
+void depthwise_nhwc_backward_data_rows(const Conv2dShape& shape, const float* dy_image,
+                                       const float* filters, bool accumulate, float* dx_image,
+                                       int64_t ih_begin, int64_t ih_end);
+// dw of output channels [o_begin, o_end), at most kNhwcWeightRange of them, summed over the
+// whole batch in order; scratch holds KH*KW*kNhwcWeightRange floats.
+inline constexpr int64_t kNhwcWeightRange = 16;
+void depthwise_nhwc_backward_weights_range(const Conv2dShape& shape, const float* x,
+                                           const float* dy, int64_t o_begin, int64_t o_end,
+                                           bool accumulate, float* dw, float* scratch);
+
 }  // namespace convgemm::detail

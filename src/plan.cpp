@@ -48,6 +48,16 @@ std::size_t default_block_bytes() {
 
 namespace {
 
+// Depthwise shapes (in_channels == groups) run on the direct kernels, not on a GEMM. A pointwise
+// one stays on the in-place GEMM path in nchw: no scratch at all beats the direct kernels'
+// padded copy for a per-channel scaling. In nchw, shapes whose padded copy would be huge take the
+// GEMM path too; the nhwc kernels make no copy.
+bool runs_depthwise_kernels(const Conv2dShape& s) {
+  if (s.in_channels != s.groups) return false;
+  if (s.layout == Layout::nhwc) return true;
+  return !is_pointwise(s) && depthwise_scratch_is_modest(s);
+}
+
 // The blocking for a per-worker column budget of `budget_floats` (blocks of at least
 // `min_columns` columns when the budget allows fewer), everything but `slots`; backward_weights
 // may sum in chunks (with partial buffers) only when `allow_chunks`.
@@ -56,11 +66,7 @@ Blocking blocking_for_budget(const Conv2dShape& s, int64_t budget_floats, int64_
   const int64_t K = s.gemm_k(), OH = s.out_height(), OW = s.out_width();
   Blocking b;
   b.pointwise = is_pointwise(s);
-  // A pointwise depthwise shape stays on the in-place GEMM path: no scratch at all beats the
-  // direct kernels' padded copy for a per-channel scaling.
-  // (The direct kernels are NCHW planes; an nhwc depthwise shape runs on the packed driver.)
-  b.depthwise = s.in_channels == s.groups && !b.pointwise && s.layout == Layout::nchw &&
-                depthwise_scratch_is_modest(s);
+  b.depthwise = runs_depthwise_kernels(s);
 
   auto rows_within_budget = [&](int64_t x_col_rows) {
     const int64_t rows = std::max(budget_floats / (x_col_rows * OW), ceil_div(min_columns, OW));
@@ -115,7 +121,11 @@ Blocking blocking_for_budget(const Conv2dShape& s, int64_t budget_floats, int64_
     b.partial_floats = round_up((b.weight_chunks - 1) * s.groups * M * K, kCacheLineFloats);
   }
 
-  if (b.depthwise) {
+  if (b.depthwise && s.layout == Layout::nhwc) {
+    // Each slot's tap sums of a range of dw; the tap-major filters are shared (in the partials).
+    b.slot_floats = round_up(s.kernel_height * s.kernel_width * kNhwcWeightRange, kCacheLineFloats);
+    b.partial_floats = round_up(depthwise_nhwc_filter_floats(s), kCacheLineFloats);
+  } else if (b.depthwise) {
     b.slot_floats = round_up(depthwise_scratch_floats(s), kCacheLineFloats);
   } else if (!b.pointwise) {
     const int64_t data_floats = K * b.rows_per_block * OW;
@@ -245,6 +255,10 @@ const MicroKernel* packed_kernel_for(const Conv2dShape& shape, const Conv2dOptio
 Engine choose_engine(const Conv2dShape& shape, const Conv2dOptions& options) {
   int threads = options.num_threads > 0 ? options.num_threads : default_thread_count();
   Engine engine;
+  if (shape.layout == Layout::nhwc && runs_depthwise_kernels(shape)) {  // any backend, no BLIS
+    engine.blocking = choose_blocking(shape, options, threads);
+    return engine;
+  }
   engine.kernel = packed_kernel_for(shape, options);
   if (engine.kernel == nullptr) {
     engine.blocking = choose_blocking(shape, options, threads);
@@ -299,6 +313,7 @@ std::size_t Plan::workspace_bytes() const {
 }
 
 std::string Plan::describe() const {
+  if (blocking_.depthwise && shape_.layout == Layout::nhwc) return "depthwise direct kernels, nhwc";
   if (blocking_.depthwise) return "depthwise direct kernels";
   if (runs_packed()) return describe_packed(*kernel_) + ", " + to_string(shape_.layout);
   const auto name = [](GemmLibrary library) {
@@ -314,6 +329,16 @@ void Plan::forward(const float* x, const float* w, const float* bias, float* y, 
   const int64_t C = s.in_channels, O = s.out_channels, HW = s.in_height * s.in_width;
   const int64_t blocks = blocking_.blocks_per_image;
   const RowSplit split{s.out_height(), blocks};
+  if (blocking_.depthwise && s.layout == Layout::nhwc) {
+    depthwise_nhwc_tap_major(s, w, partials());
+    const int64_t OH = s.out_height(), image = s.in_height * s.in_width * C;
+    pool_.run(s.batch * OH, [&](int64_t task, int) {  // one output row each
+      const int64_t n = task / OH, oh = task % OH;
+      depthwise_nhwc_forward_rows(s, x + n * image, partials(), bias, accumulate, y + n * P * O, oh,
+                                  oh + 1);
+    });
+    return;
+  }
   if (blocking_.depthwise) {
     pool_.run(s.batch * O, [&](int64_t task, int slot) {
       const int64_t n = task / O, o = task % O;
@@ -376,6 +401,16 @@ void Plan::backward_data(const float* dy, const float* w, float* dx, bool accumu
   };
   const int64_t images_groups = s.batch * G;
 
+  if (blocking_.depthwise && s.layout == Layout::nhwc) {
+    depthwise_nhwc_tap_major(s, w, partials());
+    const int64_t H = s.in_height;
+    pool_.run(s.batch * H, [&](int64_t task, int) {  // one input row each
+      const int64_t n = task / H, ih = task % H;
+      depthwise_nhwc_backward_data_rows(s, dy + n * P * O, partials(), accumulate, dx + n * HW * C,
+                                        ih, ih + 1);
+    });
+    return;
+  }
   if (blocking_.depthwise) {
     pool_.run(s.batch * C, [&](int64_t task, int slot) {
       const int64_t n = task / C, c = task % C;
@@ -429,6 +464,16 @@ void Plan::backward_weights(const float* x, const float* dy, float* dw, float* d
   const int64_t panels = blocking_.weight_panels, panel_rows = blocking_.weight_panel_rows;
   const int64_t channel_panels = blocking_.weight_channel_panels;
   const int64_t channel_rows = blocking_.weight_channel_panel_rows;
+  if (blocking_.depthwise && s.layout == Layout::nhwc) {
+    pool_.run(ceil_div(O, kNhwcWeightRange), [&](int64_t range, int slot) {
+      const int64_t o_begin = range * kNhwcWeightRange;
+      depthwise_nhwc_backward_weights_range(s, x, dy, o_begin,
+                                            std::min(O, o_begin + kNhwcWeightRange), accumulate, dw,
+                                            scratch(slot));
+    });
+    if (dbias != nullptr) sum_channels(dy, O, P, dbias, accumulate);
+    return;
+  }
   if (blocking_.depthwise) {
     pool_.run(O, [&](int64_t o, int slot) {
       depthwise_backward_weights_filter(s, x + o / M * HW, C * HW, dy + o * P, O * P, accumulate,

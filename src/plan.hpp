@@ -40,7 +40,7 @@ namespace convgemm::detail {
 // How the work is cut: a function of the shape and the options (block_bytes, workspace_limit),
 // never of the thread count, except `slots`.
 struct Blocking {
-  bool depthwise = false;         // in_channels == groups: direct kernels, no GEMM, no scratch
+  bool depthwise = false;         // in_channels == groups: direct kernels, no GEMM
   bool pointwise = false;         // X_col is the input itself: no scratch at all
   int64_t rows_per_block = 1;     // most output rows of a block, forward and backward_data
   int64_t blocks_per_image = 1;   // ceil(OH / the budget's rows), sized evenly (RowSplit)
@@ -57,6 +57,7 @@ struct Blocking {
   int64_t weight_blocks_per_image = 1;    // likewise sized evenly
   int64_t weight_chunks = 1;   // backward_weights: chunks of the (image, row block) sequence
   int64_t partial_floats = 0;  // their partial dW sums (chunks - 1 of them), shared by the slots
+                               // (nhwc depthwise: its tap-major filters)
   int64_t slot_floats = 0;     // scratch floats per worker slot
   int slots = 1;               // worker slots (threads a call can use)
 };
@@ -117,6 +118,7 @@ class Plan {
   float* packed_workspace() { return workspace_.get() + blocking_.slots * slot_stride_; }
 
   float* scratch(int slot) { return workspace_.get() + slot * slot_stride_; }
+  // The weight-gradient partials, or the nhwc depthwise kernels' tap-major filters.
   float* partials() { return workspace_.get() + blocking_.slots * slot_stride_; }
 
   struct AlignedDelete {

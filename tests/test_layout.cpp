@@ -5,6 +5,7 @@
 // bitwise contract runs in both layouts in test_packed.cpp.)
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -146,57 +147,159 @@ TEST_F(Nhwc, MatchesNaiveAtTheEdgesOfTheChannelRuns) {
   }
 }
 
-TEST_F(Nhwc, GradientsAddToWhatTheBuffersHold) {
-  std::mt19937_64 rng(test::test_seed());
-  SCOPED_TRACE(test::seed_description());
+// backward_data and backward_weights of an nhwc plan with accumulate_gradients add to what dx,
+// dw and dbias hold: prior + naive on the nchw copies, the prior one more term of each sum.
+void expect_gradients_add_to_the_buffers(const Conv2dShape& s, Conv2dOptions options,
+                                         std::mt19937_64& rng) {
   const auto plus = [](const Tensor& a, const Tensor& b) {
     Tensor sum(a.size());
     for (std::size_t i = 0; i < a.size(); ++i) sum[i] = a[i] + b[i];
     return sum;
   };
+  const Conv2dShape nchw = test::with_layout(s, Layout::nchw);
+  options.accumulate_gradients = true;
+  const Tensor x = test::random_tensor(rng, s.input_elements());
+  const Tensor w = test::random_tensor(rng, s.weight_elements());
+  const Tensor dy = test::random_tensor(rng, s.output_elements());
+  const Tensor prior_dx = test::random_tensor(rng, s.input_elements());
+  const Tensor prior_dw = test::random_tensor(rng, s.weight_elements());
+  const Tensor prior_dbias = test::random_tensor(rng, s.bias_elements());
+  Tensor dx = test::to_layout(s, Role::input, prior_dx);
+  Tensor dw = test::to_layout(s, Role::weights, prior_dw), dbias = prior_dbias;
+  Conv2d conv(s, options);
+  const Tensor dy_nhwc = test::to_layout(s, Role::output, dy);
+  conv.backward_data(dy_nhwc.data(), test::to_layout(s, Role::weights, w).data(), dx.data());
+  conv.backward_weights(test::to_layout(s, Role::input, x).data(), dy_nhwc.data(), dw.data(),
+                        dbias.data());
+  dx = test::from_layout(s, Role::input, dx);
+  dw = test::from_layout(s, Role::weights, dw);
+
+  Tensor naive_dx(dx.size()), abs_dx(dx.size());
+  naive::conv2d_backward_data(nchw, dy.data(), w.data(), naive_dx.data());
+  naive::conv2d_backward_data(nchw, test::abs_of(dy).data(), test::abs_of(w).data(), abs_dx.data());
+  ASSERT_TRUE(test::matches_reference(dx, plus(prior_dx, naive_dx),
+                                      plus(test::abs_of(prior_dx), abs_dx),
+                                      s.gemm_m() * s.kernel_height * s.kernel_width + 1))
+      << "dx";
+  Tensor naive_dw(dw.size()), abs_dw(dw.size()), naive_dbias(dbias.size()), abs_dbias(dbias.size());
+  naive::conv2d_backward_weights(nchw, x.data(), dy.data(), naive_dw.data(), naive_dbias.data());
+  naive::conv2d_backward_weights(nchw, test::abs_of(x).data(), test::abs_of(dy).data(),
+                                 abs_dw.data(), abs_dbias.data());
+  const int64_t k = s.batch * s.gemm_p() + 1;
+  ASSERT_TRUE(test::matches_reference(dw, plus(prior_dw, naive_dw),
+                                      plus(test::abs_of(prior_dw), abs_dw), k))
+      << "dw";
+  ASSERT_TRUE(test::matches_reference(dbias, plus(prior_dbias, naive_dbias),
+                                      plus(test::abs_of(prior_dbias), abs_dbias), k))
+      << "dbias";
+}
+
+TEST(NhwcDepthwise, EveryFormOfTheDirectKernelsMatchesNaive) {
+  // The nhwc depthwise kernels (no BLIS needed) have a register-blocked form (multiplier 1,
+  // whole vectors of 16 channels, blocks of 4 pixels whose taps lie inside the image) and a
+  // per-pixel one (borders, the channels after the last whole vector, multipliers, the rest of
+  // a row), and backward_weights' blocked form is compiled per kernel width up to 7. Enumerated:
+  // channel counts around the vector and the 64-channel chunk, multipliers, kernels 1x1 to 1x8
+  // (3x3 and 5x5 at stride 1 and 2), dilation, asymmetric padding, widths with and without a
+  // whole block, threads; each pass against naive, gradients also accumulating.
+  struct Geometry {
+    int64_t kh, kw, stride_h, stride_w, dilation, pad_top, pad_bottom, pad_left, pad_right;
+  };
+  const Geometry geometries[] = {{3, 3, 1, 1, 1, 1, 1, 1, 1}, {3, 3, 2, 2, 1, 1, 1, 1, 1},
+                                 {5, 5, 1, 1, 1, 2, 2, 2, 2}, {5, 5, 2, 2, 1, 2, 1, 2, 1},
+                                 {2, 3, 1, 2, 2, 0, 1, 2, 0}, {1, 1, 1, 1, 1, 0, 0, 0, 0},
+                                 {1, 8, 1, 1, 1, 0, 0, 3, 4}, {3, 3, 3, 3, 1, 0, 2, 2, 0}};
+  struct Channels {
+    int64_t in, multiplier;
+  };
+  const Channels channel_sets[] = {{1, 1},  {15, 1},  {16, 1}, {17, 1}, {48, 1},
+                                   {65, 1}, {144, 1}, {8, 2},  {17, 3}};
+  std::mt19937_64 rng(test::test_seed());
+  SCOPED_TRACE(test::seed_description());
+  int case_index = 0;
+  for (const Geometry& g : geometries) {
+    for (const Channels& c : channel_sets) {
+      for (const int64_t width : {5, 13}) {
+        const Conv2dShape s{.batch = 2,
+                            .in_channels = c.in,
+                            .in_height = 6,
+                            .in_width = width,
+                            .out_channels = c.in * c.multiplier,
+                            .kernel_height = g.kh,
+                            .kernel_width = g.kw,
+                            .stride_height = g.stride_h,
+                            .stride_width = g.stride_w,
+                            .pad_top = g.pad_top,
+                            .pad_bottom = g.pad_bottom,
+                            .pad_left = g.pad_left,
+                            .pad_right = g.pad_right,
+                            .dilation_height = g.dilation,
+                            .dilation_width = g.dilation,
+                            .groups = c.in,
+                            .layout = kNhwc};
+        const Conv2dOptions options{.num_threads = 1 + case_index++ % 3};
+        SCOPED_TRACE(s.to_string());
+        ASSERT_EQ(Conv2d(s, options).describe(), "depthwise direct kernels, nhwc");
+        test::expect_forward_matches_naive(s, options, rng, /*with_bias=*/width == 13);
+        test::expect_backward_data_matches_naive(s, options, rng);
+        test::expect_backward_weights_matches_naive(s, options, rng, /*with_bias=*/true);
+        expect_gradients_add_to_the_buffers(s, options, rng);
+      }
+    }
+  }
+}
+
+TEST(NhwcDepthwise, TransposedBackwardDataAddsTheDirectForwardToTheBuffer) {
+  // A depthwise transposed convolution's backward_data is the direct forward kernel with
+  // accumulate (its only caller that accumulates): dx = prior + conv(dy; w).
+  std::mt19937_64 rng(test::test_seed());
+  for (const int64_t channels : {7, 16, 40}) {
+    const ConvTranspose2dShape s{.batch = 2,
+                                 .in_channels = channels,
+                                 .in_height = 5,
+                                 .in_width = 7,
+                                 .out_channels = channels,
+                                 .kernel_height = 3,
+                                 .kernel_width = 3,
+                                 .stride_height = 1,
+                                 .stride_width = 2,
+                                 .pad_top = 1,
+                                 .pad_bottom = 1,
+                                 .pad_left = 1,
+                                 .pad_right = 1,
+                                 .groups = channels,
+                                 .layout = kNhwc};
+    SCOPED_TRACE(s.to_string());
+    const Conv2dShape conv = test::with_layout(s.as_convolution(), Layout::nchw);
+    const Tensor dy = test::random_tensor(rng, s.output_elements());
+    const Tensor w = test::random_tensor(rng, s.weight_elements());
+    const Tensor prior = test::random_tensor(rng, s.input_elements());
+    Tensor dx = test::to_layout(s, Role::input, prior);
+    ConvTranspose2d(s, {.accumulate_gradients = true, .num_threads = 2})
+        .backward_data(test::to_layout(s, Role::output, dy).data(),
+                       test::to_layout(s, Role::weights, w).data(), dx.data());
+    dx = test::from_layout(s, Role::input, dx);
+    Tensor ref(dx.size()), abs_ref(dx.size());
+    naive::conv2d_forward(conv, dy.data(), w.data(), nullptr, ref.data());
+    naive::conv2d_forward(conv, test::abs_of(dy).data(), test::abs_of(w).data(), nullptr,
+                          abs_ref.data());
+    for (std::size_t i = 0; i < ref.size(); ++i) {
+      ref[i] += prior[i];
+      abs_ref[i] += std::abs(prior[i]);
+    }
+    EXPECT_TRUE(test::matches_reference(dx, ref, abs_ref, conv.gemm_k() + 1));
+  }
+}
+
+TEST_F(Nhwc, GradientsAddToWhatTheBuffersHold) {
+  std::mt19937_64 rng(test::test_seed());
+  SCOPED_TRACE(test::seed_description());
   for (int i = 0; i < 60; ++i) {
     const Conv2dShape s = test::with_layout(test::random_valid_shape(rng), kNhwc);
-    const Conv2dShape nchw = test::with_layout(s, Layout::nchw);
-    Conv2dOptions options = test::random_options(rng, kNhwc);
-    options.accumulate_gradients = true;
+    const Conv2dOptions options = test::random_options(rng, kNhwc);
     SCOPED_TRACE(s.to_string());
     SCOPED_TRACE(test::describe(options));
-    const Tensor x = test::random_tensor(rng, s.input_elements());
-    const Tensor w = test::random_tensor(rng, s.weight_elements());
-    const Tensor dy = test::random_tensor(rng, s.output_elements());
-    const Tensor prior_dx = test::random_tensor(rng, s.input_elements());
-    const Tensor prior_dw = test::random_tensor(rng, s.weight_elements());
-    const Tensor prior_dbias = test::random_tensor(rng, s.bias_elements());
-    Tensor dx = test::to_layout(s, Role::input, prior_dx);
-    Tensor dw = test::to_layout(s, Role::weights, prior_dw), dbias = prior_dbias;
-    Conv2d conv(s, options);
-    const Tensor dy_nhwc = test::to_layout(s, Role::output, dy);
-    conv.backward_data(dy_nhwc.data(), test::to_layout(s, Role::weights, w).data(), dx.data());
-    conv.backward_weights(test::to_layout(s, Role::input, x).data(), dy_nhwc.data(), dw.data(),
-                          dbias.data());
-    dx = test::from_layout(s, Role::input, dx);
-    dw = test::from_layout(s, Role::weights, dw);
-
-    Tensor naive_dx(dx.size()), abs_dx(dx.size());
-    naive::conv2d_backward_data(nchw, dy.data(), w.data(), naive_dx.data());
-    naive::conv2d_backward_data(nchw, test::abs_of(dy).data(), test::abs_of(w).data(),
-                                abs_dx.data());
-    ASSERT_TRUE(test::matches_reference(dx, plus(prior_dx, naive_dx),
-                                        plus(test::abs_of(prior_dx), abs_dx),
-                                        s.gemm_m() * s.kernel_height * s.kernel_width + 1))
-        << "dx";
-    Tensor naive_dw(dw.size()), abs_dw(dw.size()), naive_dbias(dbias.size()),
-        abs_dbias(dbias.size());
-    naive::conv2d_backward_weights(nchw, x.data(), dy.data(), naive_dw.data(), naive_dbias.data());
-    naive::conv2d_backward_weights(nchw, test::abs_of(x).data(), test::abs_of(dy).data(),
-                                   abs_dw.data(), abs_dbias.data());
-    const int64_t k = s.batch * s.gemm_p() + 1;
-    ASSERT_TRUE(test::matches_reference(dw, plus(prior_dw, naive_dw),
-                                        plus(test::abs_of(prior_dw), abs_dw), k))
-        << "dw";
-    ASSERT_TRUE(test::matches_reference(dbias, plus(prior_dbias, naive_dbias),
-                                        plus(test::abs_of(prior_dbias), abs_dbias), k))
-        << "dbias";
+    expect_gradients_add_to_the_buffers(s, options, rng);
   }
 }
 

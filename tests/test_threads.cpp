@@ -80,6 +80,21 @@ std::vector<Case> cases() {
                         .kernel_width = 3,
                         .groups = 16};
   depthwise.set_padding(1);
+  // The nhwc direct kernels: 40 channels are two whole vectors of 16 (register blocks, two
+  // weight ranges) and a tail of 8 (pixel by pixel, a third range); stride 2 in width.
+  Conv2dShape depthwise_nhwc{.batch = 3,
+                             .in_channels = 40,
+                             .in_height = 9,
+                             .in_width = 23,
+                             .out_channels = 40,
+                             .kernel_height = 3,
+                             .kernel_width = 3,
+                             .stride_width = 2,
+                             .groups = 40,
+                             .layout = Layout::nhwc};
+  depthwise_nhwc.set_padding(1);
+  Conv2dShape multiplier_nhwc = depthwise;
+  multiplier_nhwc.layout = Layout::nhwc;
   // dW of 128 x 576 floats, more than a chunked weight gradient takes: split into panels of
   // X_col rows instead.
   Conv2dShape wide_weights{.batch = 2,
@@ -90,9 +105,10 @@ std::vector<Case> cases() {
                            .kernel_height = 3,
                            .kernel_width = 3};
   wide_weights.set_padding(1);
-  return {{resnet_like, 0},        {resnet_like, 16 << 10}, {resnet_like, 4},  {grouped_strided, 0},
-          {grouped_strided, 3000}, {pointwise, 0},          {pointwise, 2000}, {awkward, 8 << 10},
-          {depthwise, 1000},       {wide_weights, 40 << 10}};
+  return {{resnet_like, 0},     {resnet_like, 16 << 10}, {resnet_like, 4},
+          {grouped_strided, 0}, {grouped_strided, 3000}, {pointwise, 0},
+          {pointwise, 2000},    {awkward, 8 << 10},      {depthwise, 1000},
+          {depthwise_nhwc, 0},  {multiplier_nhwc, 0},    {wide_weights, 40 << 10}};
 }
 
 struct Gradients {

@@ -1,0 +1,431 @@
+// Direct depthwise kernels in nhwc (kernels.hpp): a tap of an output pixel is a contiguous run
+// of channels, so every loop below runs along the channels, a vector of them at a time, with
+// the filters stored tap-major ([KH*KW][O], transposed once per call) so that one tap's weights
+// are contiguous too. No padded copy is needed: a tap in the padding is skipped whole.
+//
+// Two forms of each pass compute the same sums. The register-blocked one (channel multiplier
+// 1, pixels whose taps all lie inside the image, whole vectors of channels) keeps kPixels
+// output pixels' sums (backward_weights: a kernel row's taps) in registers and loads each
+// weight once per block; the per-pixel one handles everything else (borders, the channels after
+// the last whole vector, multipliers). Which form computes a value depends on the shape and the
+// value's position only, and both add the terms in the same order: for each channel, taps in
+// (kh, kw) order (backward_weights: over images, then output positions, in order), from the
+// value the output held (zero, or the output itself when accumulating). So the bits depend on
+// the shape and the CPU's variant of the kernel only, never on the task, the row range or the
+// thread count.
+#include <algorithm>
+#include <cstring>
+
+#include "kernels.hpp"
+
+namespace convgemm::detail {
+namespace {
+
+// The kernels are compiled for AVX-512, AVX2+FMA and the baseline; the loader picks the widest
+// this CPU runs (the library itself is built without -march).
+#define CONVGEMM_NHWC_KERNEL [[gnu::target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")]]
+
+// Sixteen channels in one GCC vector: one AVX-512 register, two AVX2 or four SSE ones. memcpy
+// keeps unaligned loads and stores well-defined; loads go through references so that no vector
+// crosses a function boundary (which would change the ABI between the clones, -Wpsabi).
+constexpr int64_t kLanes = 16;
+static_assert(kNhwcWeightRange == kLanes, "a weight range is one vector of channels");
+using Vec = float __attribute__((vector_size(kLanes * sizeof(float))));
+
+[[gnu::always_inline]] inline void load(Vec& v, const float* src) {
+  std::memcpy(&v, src, sizeof v);
+}
+[[gnu::always_inline]] inline void store(float* dst, const Vec& v) {
+  std::memcpy(dst, &v, sizeof v);
+}
+
+// Output pixels whose sums a register block holds: with the weight and the input vector, six
+// AVX-512 registers per channel vector (twelve AVX2 ones).
+constexpr int64_t kPixels = 4;
+
+// Channels of one pixel the per-pixel form handles at a time: its sums stay in L1.
+constexpr int64_t kChannelChunk = 64;
+
+// The geometry every kernel needs, in one place.
+struct Geometry {
+  int64_t C, O, multiplier, H, W, OH, OW, KH, KW, sh, sw, dh, dw, pt, pl;
+  int64_t whole_channels;  // channels in whole vectors (multiplier 1; else 0)
+};
+Geometry geometry_of(const Conv2dShape& s) {
+  Geometry g{.C = s.in_channels,
+             .O = s.out_channels,
+             .multiplier = s.out_channels / s.in_channels,
+             .H = s.in_height,
+             .W = s.in_width,
+             .OH = s.out_height(),
+             .OW = s.out_width(),
+             .KH = s.kernel_height,
+             .KW = s.kernel_width,
+             .sh = s.stride_height,
+             .sw = s.stride_width,
+             .dh = s.dilation_height,
+             .dw = s.dilation_width,
+             .pt = s.pad_top,
+             .pl = s.pad_left,
+             .whole_channels = 0};
+  if (g.multiplier == 1) g.whole_channels = g.C / kLanes * kLanes;
+  return g;
+}
+
+// Forward: output columns [first, end) read only input columns inside the image.
+struct Columns {
+  int64_t first, end;
+};
+Columns forward_interior(const Geometry& g) {
+  const int64_t first = std::min((g.pl + g.sw - 1) / g.sw, g.OW);  // ow * sw - pl >= 0
+  const int64_t last_tap = (g.KW - 1) * g.dw - g.pl;               // ow * sw + last_tap <= W - 1
+  const int64_t end = g.W - 1 - last_tap < 0 ? 0 : (g.W - 1 - last_tap) / g.sw + 1;
+  return {first, std::max(first, std::min(end, g.OW))};
+}
+
+// acc[o] += sum over the multiplier's filters: outputs [o_begin, o_begin + count) read input
+// channel o / multiplier. One form for the common multiplier 1, which vectorizes plainly.
+[[gnu::always_inline]] inline void add_tap(const float* weights, const float* x_pixel,
+                                           int64_t o_begin, int64_t count, int64_t multiplier,
+                                           float* acc) {
+  if (multiplier == 1) {
+    const float* x = x_pixel + o_begin;
+    for (int64_t o = 0; o < count; ++o) acc[o] += weights[o] * x[o];
+    return;
+  }
+  for (int64_t o = 0; o < count; ++o) acc[o] += weights[o] * x_pixel[(o_begin + o) / multiplier];
+}
+
+// Forward, per pixel: output channels [o_first, O) of pixel (oh, ow).
+[[gnu::always_inline]] inline void forward_pixel(const Geometry& g, const float* x_image,
+                                                 const float* filters, const float* bias,
+                                                 bool accumulate, float* y, int64_t oh, int64_t ow,
+                                                 int64_t o_first) {
+  const int64_t ih0 = oh * g.sh - g.pt, iw0 = ow * g.sw - g.pl;
+  float acc[kChannelChunk];
+  for (int64_t o0 = o_first; o0 < g.O; o0 += kChannelChunk) {
+    const int64_t count = std::min(kChannelChunk, g.O - o0);
+    for (int64_t o = 0; o < count; ++o) acc[o] = accumulate ? y[o0 + o] : 0.0f;
+    for (int64_t kh = 0; kh < g.KH; ++kh) {
+      const int64_t ih = ih0 + kh * g.dh;
+      if (ih < 0 || ih >= g.H) continue;
+      for (int64_t kw = 0; kw < g.KW; ++kw) {
+        const int64_t iw = iw0 + kw * g.dw;
+        if (iw < 0 || iw >= g.W) continue;
+        add_tap(filters + (kh * g.KW + kw) * g.O + o0, x_image + (ih * g.W + iw) * g.C, o0, count,
+                g.multiplier, acc);
+      }
+    }
+    if (bias != nullptr) {
+      for (int64_t o = 0; o < count; ++o) y[o0 + o] = acc[o] + bias[o0 + o];
+    } else {
+      for (int64_t o = 0; o < count; ++o) y[o0 + o] = acc[o];
+    }
+  }
+}
+
+// Forward, register-blocked: the whole vectors of channels of kPixels interior pixels from ow.
+[[gnu::always_inline]] inline void forward_block(const Geometry& g, const float* x_image,
+                                                 const float* filters, const float* bias,
+                                                 bool accumulate, float* y, int64_t oh,
+                                                 int64_t ow) {
+  const int64_t ih0 = oh * g.sh - g.pt, iw0 = ow * g.sw - g.pl;
+  const int64_t pixel_step = g.sw * g.C;
+  for (int64_t c = 0; c < g.whole_channels; c += kLanes) {
+    Vec acc[kPixels];
+    for (int64_t u = 0; u < kPixels; ++u) {
+      if (accumulate) {
+        load(acc[u], y + u * g.O + c);
+      } else {
+        acc[u] = Vec{};
+      }
+    }
+    for (int64_t kh = 0; kh < g.KH; ++kh) {
+      const int64_t ih = ih0 + kh * g.dh;
+      if (ih < 0 || ih >= g.H) continue;
+      const float* row = x_image + (ih * g.W + iw0) * g.C + c;
+      for (int64_t kw = 0; kw < g.KW; ++kw) {
+        Vec weight, input;
+        load(weight, filters + (kh * g.KW + kw) * g.O + c);
+        const float* src = row + kw * g.dw * g.C;
+        for (int64_t u = 0; u < kPixels; ++u) {
+          load(input, src + u * pixel_step);
+          acc[u] += weight * input;
+        }
+      }
+    }
+    Vec b = Vec{};
+    if (bias != nullptr) load(b, bias + c);
+    for (int64_t u = 0; u < kPixels; ++u) {
+      if (bias != nullptr) acc[u] += b;
+      store(y + u * g.O + c, acc[u]);
+    }
+  }
+}
+
+// Backward_data, per pixel: channels [c_first, C) of dx pixel (ih, iw), gathered tap by tap
+// from the output pixels that read it (oh * sh - pt + kh * dh = ih, likewise for columns).
+[[gnu::always_inline]] inline void backward_data_pixel(const Geometry& g, const float* dy_image,
+                                                       const float* filters, bool accumulate,
+                                                       float* dx, int64_t ih, int64_t iw,
+                                                       int64_t c_first) {
+  float acc[kChannelChunk];
+  for (int64_t c0 = c_first; c0 < g.C; c0 += kChannelChunk) {
+    const int64_t count = std::min(kChannelChunk, g.C - c0);
+    for (int64_t c = 0; c < count; ++c) acc[c] = accumulate ? dx[c0 + c] : 0.0f;
+    for (int64_t kh = 0; kh < g.KH; ++kh) {
+      const int64_t rows = ih + g.pt - kh * g.dh;
+      if (rows < 0 || rows % g.sh != 0 || rows / g.sh >= g.OH) continue;
+      for (int64_t kw = 0; kw < g.KW; ++kw) {
+        const int64_t cols = iw + g.pl - kw * g.dw;
+        if (cols < 0 || cols % g.sw != 0 || cols / g.sw >= g.OW) continue;
+        const float* weights = filters + (kh * g.KW + kw) * g.O;
+        const float* dy = dy_image + (rows / g.sh * g.OW + cols / g.sw) * g.O;
+        if (g.multiplier == 1) {
+          for (int64_t c = 0; c < count; ++c) acc[c] += weights[c0 + c] * dy[c0 + c];
+        } else {
+          for (int64_t c = 0; c < count; ++c) {
+            for (int64_t j = 0; j < g.multiplier; ++j) {
+              const int64_t o = (c0 + c) * g.multiplier + j;
+              acc[c] += weights[o] * dy[o];
+            }
+          }
+        }
+      }
+    }
+    for (int64_t c = 0; c < count; ++c) dx[c0 + c] = acc[c];
+  }
+}
+
+// Whether the kPixels dx pixels iw, iw + sw, ... of a row take the register-blocked form: every
+// tap column that reaches them (cols divisible by sw, the same taps for the whole block) reads
+// output columns inside the image for all of them.
+bool backward_data_block_is_interior(const Geometry& g, int64_t iw) {
+  for (int64_t kw = 0; kw < g.KW; ++kw) {
+    const int64_t cols = iw + g.pl - kw * g.dw;
+    if (cols >= 0 && cols % g.sw != 0) continue;
+    if (cols < 0 || cols / g.sw + kPixels > g.OW) return false;
+  }
+  return true;
+}
+
+// Backward_data, register-blocked: the whole vectors of channels of dx pixels iw, iw + sw, ...,
+// whose output pixels are neighbours: ow, ow + 1, ...
+[[gnu::always_inline]] inline void backward_data_block(const Geometry& g, const float* dy_image,
+                                                       const float* filters, bool accumulate,
+                                                       float* dx, int64_t ih, int64_t iw) {
+  const int64_t pixel_step = g.sw * g.C;
+  for (int64_t c = 0; c < g.whole_channels; c += kLanes) {
+    Vec acc[kPixels];
+    for (int64_t u = 0; u < kPixels; ++u) {
+      if (accumulate) {
+        load(acc[u], dx + u * pixel_step + c);
+      } else {
+        acc[u] = Vec{};
+      }
+    }
+    for (int64_t kh = 0; kh < g.KH; ++kh) {
+      const int64_t rows = ih + g.pt - kh * g.dh;
+      if (rows < 0 || rows % g.sh != 0 || rows / g.sh >= g.OH) continue;
+      const float* dy_row = dy_image + rows / g.sh * g.OW * g.O + c;
+      for (int64_t kw = 0; kw < g.KW; ++kw) {
+        const int64_t cols = iw + g.pl - kw * g.dw;
+        if (cols % g.sw != 0) continue;  // cols >= 0: the block is interior
+        Vec weight, gradient;
+        load(weight, filters + (kh * g.KW + kw) * g.O + c);
+        const float* src = dy_row + cols / g.sw * g.O;
+        for (int64_t u = 0; u < kPixels; ++u) {
+          load(gradient, src + u * g.O);
+          acc[u] += weight * gradient;
+        }
+      }
+    }
+    for (int64_t u = 0; u < kPixels; ++u) store(dx + u * pixel_step + c, acc[u]);
+  }
+}
+
+// Backward_weights, per range: the taps' sums of outputs [o_begin, o_begin + count) over output
+// pixel (oh, ow) of one image; sums [KH*KW][kNhwcWeightRange].
+[[gnu::always_inline]] inline void weights_pixel(const Geometry& g, const float* x_image,
+                                                 const float* gradients, int64_t o_begin,
+                                                 int64_t count, int64_t oh, int64_t ow,
+                                                 float* sums) {
+  const int64_t ih0 = oh * g.sh - g.pt, iw0 = ow * g.sw - g.pl;
+  for (int64_t kh = 0; kh < g.KH; ++kh) {
+    const int64_t ih = ih0 + kh * g.dh;
+    if (ih < 0 || ih >= g.H) continue;
+    for (int64_t kw = 0; kw < g.KW; ++kw) {
+      const int64_t iw = iw0 + kw * g.dw;
+      if (iw < 0 || iw >= g.W) continue;
+      add_tap(gradients, x_image + (ih * g.W + iw) * g.C, o_begin, count, g.multiplier,
+              sums + (kh * g.KW + kw) * kNhwcWeightRange);
+    }
+  }
+}
+
+// Backward_weights, register-blocked: one vector of channels from c, one output row of one
+// image, with a kernel row's KW sums in registers while the row's pixels pass; the pixels whose
+// taps leave the image skip those taps, so each tap's terms still come in column order.
+template <int KW>
+[[gnu::always_inline]] inline void weights_row(const Geometry& g, const float* x_image,
+                                               const float* dy_row, int64_t c, int64_t oh,
+                                               Columns interior, float* sums) {
+  for (int64_t kh = 0; kh < g.KH; ++kh) {
+    const int64_t ih = oh * g.sh - g.pt + kh * g.dh;
+    if (ih < 0 || ih >= g.H) continue;
+    const float* x_row = x_image + ih * g.W * g.C + c;
+    Vec acc[KW];
+    for (int kw = 0; kw < KW; ++kw) load(acc[kw], sums + (kh * KW + kw) * kLanes);
+    for (int64_t ow = 0; ow < g.OW; ++ow) {
+      Vec gradient, input;
+      load(gradient, dy_row + ow * g.O);
+      const int64_t iw0 = ow * g.sw - g.pl;
+      const bool inside = ow >= interior.first && ow < interior.end;
+      for (int kw = 0; kw < KW; ++kw) {
+        const int64_t iw = iw0 + kw * g.dw;
+        if (!inside && (iw < 0 || iw >= g.W)) continue;
+        load(input, x_row + iw * g.C);
+        acc[kw] += gradient * input;
+      }
+    }
+    for (int kw = 0; kw < KW; ++kw) store(sums + (kh * KW + kw) * kLanes, acc[kw]);
+  }
+}
+
+// The kernel widths with a register-blocked weight gradient (the rest go pixel by pixel).
+constexpr int kMaxBlockedWidth = 7;
+
+template <int KW>
+[[gnu::always_inline]] inline void weights_rows_of_width(const Geometry& g, const float* x,
+                                                         const float* dy, int64_t c, int64_t batch,
+                                                         float* sums) {
+  const Columns interior = forward_interior(g);
+  for (int64_t n = 0; n < batch; ++n) {
+    const float* x_image = x + n * g.H * g.W * g.C;
+    for (int64_t oh = 0; oh < g.OH; ++oh) {
+      weights_row<KW>(g, x_image, dy + (n * g.OH + oh) * g.OW * g.O + c, c, oh, interior, sums);
+    }
+  }
+}
+
+}  // namespace
+
+int64_t depthwise_nhwc_filter_floats(const Conv2dShape& s) {
+  return s.out_channels * s.kernel_height * s.kernel_width;
+}
+
+void depthwise_nhwc_tap_major(const Conv2dShape& s, const float* w, float* filters) {
+  const int64_t O = s.out_channels, T = s.kernel_height * s.kernel_width;
+  for (int64_t o = 0; o < O; ++o)
+    for (int64_t t = 0; t < T; ++t) filters[t * O + o] = w[o * T + t];
+}
+
+CONVGEMM_NHWC_KERNEL
+void depthwise_nhwc_forward_rows(const Conv2dShape& s, const float* x_image, const float* filters,
+                                 const float* bias, bool accumulate, float* y_image,
+                                 int64_t oh_begin, int64_t oh_end) {
+  const Geometry g = geometry_of(s);
+  const Columns interior = forward_interior(g);
+  for (int64_t oh = oh_begin; oh < oh_end; ++oh) {
+    float* y_row = y_image + oh * g.OW * g.O;
+    int64_t ow = 0;
+    for (; ow < interior.first; ++ow)
+      forward_pixel(g, x_image, filters, bias, accumulate, y_row + ow * g.O, oh, ow, 0);
+    for (; ow + kPixels <= interior.end; ow += kPixels) {
+      forward_block(g, x_image, filters, bias, accumulate, y_row + ow * g.O, oh, ow);
+      if (g.whole_channels == g.O) continue;
+      for (int64_t u = 0; u < kPixels; ++u) {
+        forward_pixel(g, x_image, filters, bias, accumulate, y_row + (ow + u) * g.O, oh, ow + u,
+                      g.whole_channels);
+      }
+    }
+    for (; ow < g.OW; ++ow)
+      forward_pixel(g, x_image, filters, bias, accumulate, y_row + ow * g.O, oh, ow, 0);
+  }
+}
+
+CONVGEMM_NHWC_KERNEL
+void depthwise_nhwc_backward_data_rows(const Conv2dShape& s, const float* dy_image,
+                                       const float* filters, bool accumulate, float* dx_image,
+                                       int64_t ih_begin, int64_t ih_end) {
+  // A block is kPixels pixels of one column phase (iw mod sw): they meet the same taps.
+  const Geometry g = geometry_of(s);
+  for (int64_t ih = ih_begin; ih < ih_end; ++ih) {
+    float* dx_row = dx_image + ih * g.W * g.C;
+    for (int64_t phase = 0; phase < std::min(g.sw, g.W); ++phase) {
+      int64_t iw = phase;
+      for (; iw + (kPixels - 1) * g.sw < g.W; iw += kPixels * g.sw) {
+        if (!backward_data_block_is_interior(g, iw)) {
+          for (int64_t u = 0; u < kPixels; ++u) {
+            const int64_t column = iw + u * g.sw;
+            backward_data_pixel(g, dy_image, filters, accumulate, dx_row + column * g.C, ih, column,
+                                0);
+          }
+          continue;
+        }
+        backward_data_block(g, dy_image, filters, accumulate, dx_row + iw * g.C, ih, iw);
+        if (g.whole_channels == g.C) continue;
+        for (int64_t u = 0; u < kPixels; ++u) {
+          const int64_t column = iw + u * g.sw;
+          backward_data_pixel(g, dy_image, filters, accumulate, dx_row + column * g.C, ih, column,
+                              g.whole_channels);
+        }
+      }
+      for (; iw < g.W; iw += g.sw)
+        backward_data_pixel(g, dy_image, filters, accumulate, dx_row + iw * g.C, ih, iw, 0);
+    }
+  }
+}
+
+CONVGEMM_NHWC_KERNEL
+void depthwise_nhwc_backward_weights_range(const Conv2dShape& s, const float* x, const float* dy,
+                                           int64_t o_begin, int64_t o_end, bool accumulate,
+                                           float* dw, float* scratch) {
+  // scratch [KH*KW][kNhwcWeightRange]: each tap's sums over every image and position in order.
+  const Geometry g = geometry_of(s);
+  const int64_t T = g.KH * g.KW, count = o_end - o_begin;
+  for (int64_t tap = 0; tap < T; ++tap) {
+    for (int64_t o = 0; o < count; ++o) {
+      scratch[tap * kNhwcWeightRange + o] = accumulate ? dw[(o_begin + o) * T + tap] : 0.0f;
+    }
+  }
+  const bool blocked = o_end <= g.whole_channels && g.KW <= kMaxBlockedWidth;
+  switch (blocked ? g.KW : 0) {
+    case 1:
+      weights_rows_of_width<1>(g, x, dy, o_begin, s.batch, scratch);
+      break;
+    case 2:
+      weights_rows_of_width<2>(g, x, dy, o_begin, s.batch, scratch);
+      break;
+    case 3:
+      weights_rows_of_width<3>(g, x, dy, o_begin, s.batch, scratch);
+      break;
+    case 4:
+      weights_rows_of_width<4>(g, x, dy, o_begin, s.batch, scratch);
+      break;
+    case 5:
+      weights_rows_of_width<5>(g, x, dy, o_begin, s.batch, scratch);
+      break;
+    case 6:
+      weights_rows_of_width<6>(g, x, dy, o_begin, s.batch, scratch);
+      break;
+    case 7:
+      weights_rows_of_width<7>(g, x, dy, o_begin, s.batch, scratch);
+      break;
+    default:
+      for (int64_t n = 0; n < s.batch; ++n) {
+        const float* x_image = x + n * g.H * g.W * g.C;
+        for (int64_t oh = 0; oh < g.OH; ++oh) {
+          for (int64_t ow = 0; ow < g.OW; ++ow) {
+            const float* gradients = dy + ((n * g.OH + oh) * g.OW + ow) * g.O + o_begin;
+            weights_pixel(g, x_image, gradients, o_begin, count, oh, ow, scratch);
+          }
+        }
+      }
+  }
+  for (int64_t o = 0; o < count; ++o)
+    for (int64_t tap = 0; tap < T; ++tap)
+      dw[(o_begin + o) * T + tap] = scratch[tap * kNhwcWeightRange + o];
+}
+
+}  // namespace convgemm::detail
