@@ -64,7 +64,7 @@ std::string case_name(const Case& c) {
   return std::string(contender_name(c.contender)) + "/" + suffix;
 }
 
-void fill_pattern(std::vector<float>& values, uint64_t seed) {
+void fill_pattern(Buffer& values, uint64_t seed) {
   // A 64-bit LCG (Knuth's MMIX constants): fast enough for hundreds of megabytes, and the
   // values only need to be ordinary floats (no zeros, no denormals) for timing.
   uint64_t state = seed * 0x9E3779B97F4A7C15ull + 1;
@@ -80,7 +80,7 @@ Tensors& tensors_for(const Conv2dShape& shape) {
     cached.reset();  // free the previous shape's buffers before allocating the next
     auto tensors = std::make_unique<Tensors>();
     tensors->shape = shape;
-    const auto sized = [](std::vector<float>& v, int64_t n, uint64_t seed) {
+    const auto sized = [](Buffer& v, int64_t n, uint64_t seed) {
       v.resize(size_t(n));
       fill_pattern(v, seed);
     };

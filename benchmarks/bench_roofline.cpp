@@ -49,8 +49,8 @@ void run_gemm(GemmLibrary library, const GemmCall& g, const float* a, const floa
 
 struct Operands {
   int index = -1;
-  std::vector<float> a, b;
-  std::vector<std::vector<float>> c_per_worker;  // one output per worker: no shared writes
+  Buffer a, b;
+  std::vector<Buffer> c_per_worker;  // one output per worker: no shared writes
 };
 
 }  // namespace
@@ -70,10 +70,10 @@ void bench_roofline(benchmark::State& state, const Case& c) {
     operands.b.resize(size_t(g.b_elements));
     fill_pattern(operands.a, 11);
     fill_pattern(operands.b, 12);
-    operands.c_per_worker.assign(size_t(c.threads), std::vector<float>(size_t(g.c_elements)));
+    operands.c_per_worker.assign(size_t(c.threads), Buffer(size_t(g.c_elements)));
   }
-  const std::vector<float>&a = operands.a, &b = operands.b;
-  std::vector<std::vector<float>>& c_per_worker = operands.c_per_worker;
+  const Buffer &a = operands.a, &b = operands.b;
+  std::vector<Buffer>& c_per_worker = operands.c_per_worker;
   GemmLibrary library = GemmLibrary::openblas;
   if (c.contender == Contender::roofline_onednn_omp ||
       c.contender == Contender::roofline_onednn_tbb) {

@@ -165,22 +165,24 @@ Columns forward_interior(const Geometry& g) {
 
 // Backward_data, per pixel: channels [c_first, C) of dx pixel (ih, iw), gathered tap by tap
 // from the output pixels that read it (oh * sh - pt + kh * dh = ih, likewise for columns).
+template <int SH, int SW>
 [[gnu::always_inline]] inline void backward_data_pixel(const Geometry& g, const float* dy_image,
                                                        const float* filters, bool accumulate,
                                                        float* dx, int64_t ih, int64_t iw,
                                                        int64_t c_first) {
+  const int64_t sh = SH ? SH : g.sh, sw = SW ? SW : g.sw;
   float acc[kChannelChunk];
   for (int64_t c0 = c_first; c0 < g.C; c0 += kChannelChunk) {
     const int64_t count = std::min(kChannelChunk, g.C - c0);
     for (int64_t c = 0; c < count; ++c) acc[c] = accumulate ? dx[c0 + c] : 0.0f;
     for (int64_t kh = 0; kh < g.KH; ++kh) {
       const int64_t rows = ih + g.pt - kh * g.dh;
-      if (rows < 0 || rows % g.sh != 0 || rows / g.sh >= g.OH) continue;
+      if (rows < 0 || rows % sh != 0 || rows / sh >= g.OH) continue;
       for (int64_t kw = 0; kw < g.KW; ++kw) {
         const int64_t cols = iw + g.pl - kw * g.dw;
-        if (cols < 0 || cols % g.sw != 0 || cols / g.sw >= g.OW) continue;
+        if (cols < 0 || cols % sw != 0 || cols / sw >= g.OW) continue;
         const float* weights = filters + (kh * g.KW + kw) * g.O;
-        const float* dy = dy_image + (rows / g.sh * g.OW + cols / g.sw) * g.O;
+        const float* dy = dy_image + (rows / sh * g.OW + cols / sw) * g.O;
         if (g.multiplier == 1) {
           for (int64_t c = 0; c < count; ++c) acc[c] += weights[c0 + c] * dy[c0 + c];
         } else {
@@ -200,21 +202,25 @@ Columns forward_interior(const Geometry& g) {
 // Whether the kPixels dx pixels iw, iw + sw, ... of a row take the register-blocked form: every
 // tap column that reaches them (cols divisible by sw, the same taps for the whole block) reads
 // output columns inside the image for all of them.
-bool backward_data_block_is_interior(const Geometry& g, int64_t iw) {
+template <int SW>
+[[gnu::always_inline]] inline bool backward_data_block_is_interior(const Geometry& g, int64_t iw) {
+  const int64_t sw = SW ? SW : g.sw;
   for (int64_t kw = 0; kw < g.KW; ++kw) {
     const int64_t cols = iw + g.pl - kw * g.dw;
-    if (cols >= 0 && cols % g.sw != 0) continue;
-    if (cols < 0 || cols / g.sw + kPixels > g.OW) return false;
+    if (cols >= 0 && cols % sw != 0) continue;
+    if (cols < 0 || cols / sw + kPixels > g.OW) return false;
   }
   return true;
 }
 
 // Backward_data, register-blocked: the whole vectors of channels of dx pixels iw, iw + sw, ...,
 // whose output pixels are neighbours: ow, ow + 1, ...
+template <int SH, int SW>
 [[gnu::always_inline]] inline void backward_data_block(const Geometry& g, const float* dy_image,
                                                        const float* filters, bool accumulate,
                                                        float* dx, int64_t ih, int64_t iw) {
-  const int64_t pixel_step = g.sw * g.C;
+  const int64_t sh = SH ? SH : g.sh, sw = SW ? SW : g.sw;
+  const int64_t pixel_step = sw * g.C;
   for (int64_t c = 0; c < g.whole_channels; c += kLanes) {
     Vec acc[kPixels];
     for (int64_t u = 0; u < kPixels; ++u) {
@@ -226,14 +232,14 @@ bool backward_data_block_is_interior(const Geometry& g, int64_t iw) {
     }
     for (int64_t kh = 0; kh < g.KH; ++kh) {
       const int64_t rows = ih + g.pt - kh * g.dh;
-      if (rows < 0 || rows % g.sh != 0 || rows / g.sh >= g.OH) continue;
-      const float* dy_row = dy_image + rows / g.sh * g.OW * g.O + c;
+      if (rows < 0 || rows % sh != 0 || rows / sh >= g.OH) continue;
+      const float* dy_row = dy_image + rows / sh * g.OW * g.O + c;
       for (int64_t kw = 0; kw < g.KW; ++kw) {
         const int64_t cols = iw + g.pl - kw * g.dw;
-        if (cols % g.sw != 0) continue;  // cols >= 0: the block is interior
+        if (cols % sw != 0) continue;  // cols >= 0: the block is interior
         Vec weight, gradient;
         load(weight, filters + (kh * g.KW + kw) * g.O + c);
-        const float* src = dy_row + cols / g.sw * g.O;
+        const float* src = dy_row + cols / sw * g.O;
         for (int64_t u = 0; u < kPixels; ++u) {
           load(gradient, src + u * g.O);
           acc[u] += weight * gradient;
@@ -241,6 +247,43 @@ bool backward_data_block_is_interior(const Geometry& g, int64_t iw) {
       }
     }
     for (int64_t u = 0; u < kPixels; ++u) store(dx + u * pixel_step + c, acc[u]);
+  }
+}
+
+// Backward_data's rows for strides SH x SW (0: the shape's): a runtime divisor is a hardware
+// division per tap, so the common strides 1 and 2 get instances where it is a constant.
+// A block is kPixels pixels of one column phase (iw mod sw): they meet the same taps.
+template <int SH, int SW>
+[[gnu::always_inline]] inline void backward_data_rows(const Geometry& g, const float* dy_image,
+                                                      const float* filters, bool accumulate,
+                                                      float* dx_image, int64_t ih_begin,
+                                                      int64_t ih_end) {
+  const int64_t sw = SW ? SW : g.sw;
+  for (int64_t ih = ih_begin; ih < ih_end; ++ih) {
+    float* dx_row = dx_image + ih * g.W * g.C;
+    for (int64_t phase = 0; phase < std::min(sw, g.W); ++phase) {
+      int64_t iw = phase;
+      for (; iw + (kPixels - 1) * sw < g.W; iw += kPixels * sw) {
+        if (!backward_data_block_is_interior<SW>(g, iw)) {
+          for (int64_t u = 0; u < kPixels; ++u) {
+            const int64_t column = iw + u * sw;
+            backward_data_pixel<SH, SW>(g, dy_image, filters, accumulate, dx_row + column * g.C, ih,
+                                        column, 0);
+          }
+          continue;
+        }
+        backward_data_block<SH, SW>(g, dy_image, filters, accumulate, dx_row + iw * g.C, ih, iw);
+        if (g.whole_channels == g.C) continue;
+        for (int64_t u = 0; u < kPixels; ++u) {
+          const int64_t column = iw + u * sw;
+          backward_data_pixel<SH, SW>(g, dy_image, filters, accumulate, dx_row + column * g.C, ih,
+                                      column, g.whole_channels);
+        }
+      }
+      for (; iw < g.W; iw += sw) {
+        backward_data_pixel<SH, SW>(g, dy_image, filters, accumulate, dx_row + iw * g.C, ih, iw, 0);
+      }
+    }
   }
 }
 
@@ -348,32 +391,13 @@ CONVGEMM_NHWC_KERNEL
 void depthwise_nhwc_backward_data_rows(const Conv2dShape& s, const float* dy_image,
                                        const float* filters, bool accumulate, float* dx_image,
                                        int64_t ih_begin, int64_t ih_end) {
-  // A block is kPixels pixels of one column phase (iw mod sw): they meet the same taps.
   const Geometry g = geometry_of(s);
-  for (int64_t ih = ih_begin; ih < ih_end; ++ih) {
-    float* dx_row = dx_image + ih * g.W * g.C;
-    for (int64_t phase = 0; phase < std::min(g.sw, g.W); ++phase) {
-      int64_t iw = phase;
-      for (; iw + (kPixels - 1) * g.sw < g.W; iw += kPixels * g.sw) {
-        if (!backward_data_block_is_interior(g, iw)) {
-          for (int64_t u = 0; u < kPixels; ++u) {
-            const int64_t column = iw + u * g.sw;
-            backward_data_pixel(g, dy_image, filters, accumulate, dx_row + column * g.C, ih, column,
-                                0);
-          }
-          continue;
-        }
-        backward_data_block(g, dy_image, filters, accumulate, dx_row + iw * g.C, ih, iw);
-        if (g.whole_channels == g.C) continue;
-        for (int64_t u = 0; u < kPixels; ++u) {
-          const int64_t column = iw + u * g.sw;
-          backward_data_pixel(g, dy_image, filters, accumulate, dx_row + column * g.C, ih, column,
-                              g.whole_channels);
-        }
-      }
-      for (; iw < g.W; iw += g.sw)
-        backward_data_pixel(g, dy_image, filters, accumulate, dx_row + iw * g.C, ih, iw, 0);
-    }
+  if (g.sh == 1 && g.sw == 1) {
+    backward_data_rows<1, 1>(g, dy_image, filters, accumulate, dx_image, ih_begin, ih_end);
+  } else if (g.sh == 2 && g.sw == 2) {
+    backward_data_rows<2, 2>(g, dy_image, filters, accumulate, dx_image, ih_begin, ih_end);
+  } else {
+    backward_data_rows<0, 0>(g, dy_image, filters, accumulate, dx_image, ih_begin, ih_end);
   }
 }
 
