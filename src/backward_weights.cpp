@@ -1,4 +1,5 @@
 #include <cassert>
+#include <type_traits>
 
 #include "gemm.hpp"
 #include "kernels.hpp"
@@ -44,15 +45,26 @@ float channel_sum(const float* t, int64_t batch, int64_t channels, int64_t plane
   return static_cast<float>(sum);
 }
 
-void channel_sums_nhwc(const float* t, int64_t rows, int64_t channels, int64_t begin, int64_t count,
-                       float* sums) {
+// The widest vectors this CPU runs (the library is built without -march): the double adds are
+// exact roundings of the same operations in the same order in every clone, so the sums do not
+// depend on the CPU.
+[[gnu::target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")]] void channel_sums_nhwc(
+    const float* t, int64_t rows, int64_t channels, int64_t begin, int64_t count, float* sums) {
   // One double chain per channel over the rows in order, the channels side by side (vector adds
-  // across channels): the same order whatever range a channel is summed in.
+  // across channels): the same order whatever range a channel is summed in. A whole range has
+  // a fixed count, so its chains stay in registers.
   assert(count <= kChannelsPerSum);
   double lanes[kChannelsPerSum] = {};
-  for (int64_t row = 0; row < rows; ++row) {
-    const float* values = t + row * channels + begin;
-    for (int64_t c = 0; c < count; ++c) lanes[c] += values[c];
+  const auto add_rows = [&](auto count_of_range) {
+    for (int64_t row = 0; row < rows; ++row) {
+      const float* values = t + row * channels + begin;
+      for (int64_t c = 0; c < count_of_range; ++c) lanes[c] += values[c];
+    }
+  };
+  if (count == kChannelsPerSum) {
+    add_rows(std::integral_constant<int64_t, kChannelsPerSum>{});
+  } else {
+    add_rows(count);
   }
   for (int64_t c = 0; c < count; ++c) sums[c] = static_cast<float>(lanes[c]);
 }

@@ -307,32 +307,58 @@ template <int SH, int SW>
 }
 
 // Backward_weights, register-blocked: one vector of channels from c, one output row of one
-// image, with a kernel row's KW sums in registers while the row's pixels pass; the pixels whose
-// taps leave the image skip those taps, so each tap's terms still come in column order.
+// image, with the KW sums of R kernel rows from kh in registers while the row's pixels pass
+// (R*KW independent chains hide the adds' latency); the pixels whose taps leave the image skip
+// those taps, so each tap's terms still come in column order.
+template <int KW, int R>
+[[gnu::always_inline]] inline void weights_rows_group(const Geometry& g, const float* x_image,
+                                                      const float* dy_row, int64_t c, int64_t oh,
+                                                      int64_t kh, Columns interior, float* sums) {
+  const float* x_rows[R];
+  for (int r = 0; r < R; ++r) {
+    x_rows[r] = x_image + (oh * g.sh - g.pt + (kh + r) * g.dh) * g.W * g.C + c;
+  }
+  Vec acc[R][KW];
+  for (int r = 0; r < R; ++r)
+    for (int kw = 0; kw < KW; ++kw) load(acc[r][kw], sums + ((kh + r) * KW + kw) * kLanes);
+  for (int64_t ow = 0; ow < g.OW; ++ow) {
+    Vec gradient, input;
+    load(gradient, dy_row + ow * g.O);
+    const int64_t iw0 = ow * g.sw - g.pl;
+    const bool inside = ow >= interior.first && ow < interior.end;
+    for (int kw = 0; kw < KW; ++kw) {
+      const int64_t iw = iw0 + kw * g.dw;
+      if (!inside && (iw < 0 || iw >= g.W)) continue;
+      for (int r = 0; r < R; ++r) {
+        load(input, x_rows[r] + iw * g.C);
+        acc[r][kw] += gradient * input;
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int kw = 0; kw < KW; ++kw) store(sums + ((kh + r) * KW + kw) * kLanes, acc[r][kw]);
+}
+
+// Kernel rows summed together: up to three, about ten sums in registers (AVX-512 has room for
+// them and the operands; the AVX2 clone spills a few).
+template <int KW>
+constexpr int kRowsTogether = KW <= 3   ? 3
+                              : KW <= 5 ? 2
+                                        : 1;
+
 template <int KW>
 [[gnu::always_inline]] inline void weights_row(const Geometry& g, const float* x_image,
                                                const float* dy_row, int64_t c, int64_t oh,
                                                Columns interior, float* sums) {
-  for (int64_t kh = 0; kh < g.KH; ++kh) {
-    const int64_t ih = oh * g.sh - g.pt + kh * g.dh;
-    if (ih < 0 || ih >= g.H) continue;
-    const float* x_row = x_image + ih * g.W * g.C + c;
-    Vec acc[KW];
-    for (int kw = 0; kw < KW; ++kw) load(acc[kw], sums + (kh * KW + kw) * kLanes);
-    for (int64_t ow = 0; ow < g.OW; ++ow) {
-      Vec gradient, input;
-      load(gradient, dy_row + ow * g.O);
-      const int64_t iw0 = ow * g.sw - g.pl;
-      const bool inside = ow >= interior.first && ow < interior.end;
-      for (int kw = 0; kw < KW; ++kw) {
-        const int64_t iw = iw0 + kw * g.dw;
-        if (!inside && (iw < 0 || iw >= g.W)) continue;
-        load(input, x_row + iw * g.C);
-        acc[kw] += gradient * input;
-      }
-    }
-    for (int kw = 0; kw < KW; ++kw) store(sums + (kh * KW + kw) * kLanes, acc[kw]);
-  }
+  // The kernel rows inside the image are consecutive: [kh, kh_end).
+  int64_t kh = 0, kh_end = g.KH;
+  while (kh < kh_end && oh * g.sh - g.pt + kh * g.dh < 0) ++kh;
+  while (kh_end > kh && oh * g.sh - g.pt + (kh_end - 1) * g.dh >= g.H) --kh_end;
+  constexpr int R = kRowsTogether<KW>;
+  for (; kh + R <= kh_end; kh += R)
+    weights_rows_group<KW, R>(g, x_image, dy_row, c, oh, kh, interior, sums);
+  for (; kh < kh_end; ++kh)
+    weights_rows_group<KW, 1>(g, x_image, dy_row, c, oh, kh, interior, sums);
 }
 
 // The kernel widths with a register-blocked weight gradient (the rest go pixel by pixel).

@@ -198,17 +198,19 @@ TEST(NhwcDepthwise, EveryFormOfTheDirectKernelsMatchesNaive) {
   // The nhwc depthwise kernels (no BLIS needed) have a register-blocked form (multiplier 1,
   // whole vectors of 16 channels, blocks of 4 pixels whose taps lie inside the image) and a
   // per-pixel one (borders, the channels after the last whole vector, multipliers, the rest of
-  // a row), and backward_weights' blocked form is compiled per kernel width up to 7. Enumerated:
-  // channel counts around the vector and the 64-channel chunk, multipliers, kernels 1x1 to 1x8
-  // (3x3 and 5x5 at stride 1 and 2), dilation, asymmetric padding, widths with and without a
-  // whole block, threads; each pass against naive, gradients also accumulating.
+  // a row), and backward_weights' blocked form is compiled per kernel width up to 7, summing up
+  // to three kernel rows together. Enumerated: channel counts around the vector and the
+  // 64-channel chunk, multipliers, kernels 1x1 to 7x7 and 1x8 (3x3 and 5x5 at stride 1 and 2),
+  // dilation, asymmetric padding, widths with and without a whole block, threads; each pass
+  // against naive, gradients also accumulating.
   struct Geometry {
     int64_t kh, kw, stride_h, stride_w, dilation, pad_top, pad_bottom, pad_left, pad_right;
   };
-  const Geometry geometries[] = {{3, 3, 1, 1, 1, 1, 1, 1, 1}, {3, 3, 2, 2, 1, 1, 1, 1, 1},
-                                 {5, 5, 1, 1, 1, 2, 2, 2, 2}, {5, 5, 2, 2, 1, 2, 1, 2, 1},
-                                 {2, 3, 1, 2, 2, 0, 1, 2, 0}, {1, 1, 1, 1, 1, 0, 0, 0, 0},
-                                 {1, 8, 1, 1, 1, 0, 0, 3, 4}, {3, 3, 3, 3, 1, 0, 2, 2, 0}};
+  const Geometry geometries[] = {
+      {3, 3, 1, 1, 1, 1, 1, 1, 1}, {3, 3, 2, 2, 1, 1, 1, 1, 1}, {5, 5, 1, 1, 1, 2, 2, 2, 2},
+      {5, 5, 2, 2, 1, 2, 1, 2, 1}, {2, 3, 1, 2, 2, 0, 1, 2, 0}, {1, 1, 1, 1, 1, 0, 0, 0, 0},
+      {1, 8, 1, 1, 1, 0, 0, 3, 4}, {3, 3, 3, 3, 1, 0, 2, 2, 0}, {3, 1, 1, 1, 1, 1, 1, 0, 0},
+      {3, 2, 2, 1, 1, 1, 1, 1, 0}, {4, 4, 1, 1, 1, 2, 1, 2, 1}, {7, 7, 1, 2, 1, 3, 3, 3, 3}};
   struct Channels {
     int64_t in, multiplier;
   };
