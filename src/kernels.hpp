@@ -118,9 +118,10 @@ void depthwise_nhwc_forward_rows(const Conv2dShape& shape, const float* x_image,
 void depthwise_nhwc_backward_data_rows(const Conv2dShape& shape, const float* dy_image,
                                        const float* filters, bool accumulate, float* dx_image,
                                        int64_t ih_begin, int64_t ih_end);
-// dw of output channels [o_begin, o_end), at most kNhwcWeightRange of them, summed over the
-// whole batch in order; scratch holds KH*KW*kNhwcWeightRange floats.
-inline constexpr int64_t kNhwcWeightRange = 16;
+// dw of output channels [o_begin, o_end), at most kNhwcWeightChannels of them (a task: the
+// images are read once for all its channels), summed over the whole batch in order; scratch
+// holds KH*KW*kNhwcWeightChannels floats.
+inline constexpr int64_t kNhwcWeightChannels = 64;
 void depthwise_nhwc_backward_weights_range(const Conv2dShape& shape, const float* x,
                                            const float* dy, int64_t o_begin, int64_t o_end,
                                            bool accumulate, float* dw, float* scratch);

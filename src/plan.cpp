@@ -122,8 +122,10 @@ Blocking blocking_for_budget(const Conv2dShape& s, int64_t budget_floats, int64_
   }
 
   if (b.depthwise && s.layout == Layout::nhwc) {
-    // Each slot's tap sums of a range of dw; the tap-major filters are shared (in the partials).
-    b.slot_floats = round_up(s.kernel_height * s.kernel_width * kNhwcWeightRange, kCacheLineFloats);
+    // Each slot holds the tap sums of a task's channels of dw; the tap-major filters are shared
+    // (in the partials).
+    b.slot_floats =
+        round_up(s.kernel_height * s.kernel_width * kNhwcWeightChannels, kCacheLineFloats);
     b.partial_floats = round_up(depthwise_nhwc_filter_floats(s), kCacheLineFloats);
   } else if (b.depthwise) {
     b.slot_floats = round_up(depthwise_scratch_floats(s), kCacheLineFloats);
@@ -465,11 +467,11 @@ void Plan::backward_weights(const float* x, const float* dy, float* dw, float* d
   const int64_t channel_panels = blocking_.weight_channel_panels;
   const int64_t channel_rows = blocking_.weight_channel_panel_rows;
   if (blocking_.depthwise && s.layout == Layout::nhwc) {
-    pool_.run(ceil_div(O, kNhwcWeightRange), [&](int64_t range, int slot) {
-      const int64_t o_begin = range * kNhwcWeightRange;
+    pool_.run(ceil_div(O, kNhwcWeightChannels), [&](int64_t task, int slot) {
+      const int64_t o_begin = task * kNhwcWeightChannels;
       depthwise_nhwc_backward_weights_range(s, x, dy, o_begin,
-                                            std::min(O, o_begin + kNhwcWeightRange), accumulate, dw,
-                                            scratch(slot));
+                                            std::min(O, o_begin + kNhwcWeightChannels), accumulate,
+                                            dw, scratch(slot));
     });
     if (dbias != nullptr) sum_channels(dy, O, P, dbias, accumulate);
     return;
