@@ -4,10 +4,10 @@
 // are contiguous too. No padded copy is needed: a tap in the padding is skipped whole.
 //
 // Two forms of each pass compute the same sums. The register-blocked one (channel multiplier
-// 1, pixels whose taps all lie inside the image, whole vectors of channels) keeps kPixels
-// output pixels' sums (backward_weights: a kernel row's taps) in registers and loads each
-// weight once per block; the per-pixel one handles everything else (borders, the channels after
-// the last whole vector, multipliers). Which form computes a value depends on the shape and the
+// 1, pixels whose taps all lie inside the image, whole vectors of channels) keeps the sums of
+// kPixels output pixels, or of one where fewer are left (backward_weights: up to three kernel
+// rows' taps), in registers and loads each weight once per block; the per-pixel one handles
+// everything else (borders, the channels after the last whole vector, multipliers). Which form computes a value depends on the shape and the
 // value's position only, and both add the terms in the same order: for each channel, taps in
 // (kh, kw) order (backward_weights: over images, then output positions, in order), from the
 // value the output held (zero, or the output itself when accumulating). So the bits depend on
@@ -143,7 +143,8 @@ Columns forward_interior(const Geometry& g) {
   }
 }
 
-// Forward, register-blocked: the whole vectors of channels of kPixels interior pixels from ow.
+// Forward, register-blocked: the whole vectors of channels of U interior pixels from ow.
+template <int U>
 [[gnu::always_inline]] inline void forward_block(const Geometry& g, const float* x_image,
                                                  const float* filters, const float* bias,
                                                  bool accumulate, float* y, int64_t oh,
@@ -151,8 +152,8 @@ Columns forward_interior(const Geometry& g) {
   const int64_t ih0 = oh * g.sh - g.pt, iw0 = ow * g.sw - g.pl;
   const int64_t pixel_step = g.sw * g.C;
   for (int64_t c = 0; c < g.whole_channels; c += kLanes) {
-    Vec acc[kPixels];
-    for (int64_t u = 0; u < kPixels; ++u) {
+    Vec acc[U];
+    for (int64_t u = 0; u < U; ++u) {
       if (accumulate) {
         load(acc[u], y + u * g.O + c);
       } else {
@@ -168,7 +169,7 @@ Columns forward_interior(const Geometry& g) {
         Vec weight, input;
         load(weight, filters + (kh * g.KW + kw) * g.O + c);
         const float* src = row + kw * g.dw * g.C;
-        for (int64_t u = 0; u < kPixels; ++u) {
+        for (int64_t u = 0; u < U; ++u) {
           load(input, src + u * pixel_step);
           acc[u] += weight * input;
         }
@@ -176,7 +177,7 @@ Columns forward_interior(const Geometry& g) {
     }
     Vec b = Vec{};
     if (bias != nullptr) load(b, bias + c);
-    for (int64_t u = 0; u < kPixels; ++u) {
+    for (int64_t u = 0; u < U; ++u) {
       if (bias != nullptr) acc[u] += b;
       store(y + u * g.O + c, acc[u]);
     }
@@ -219,31 +220,31 @@ template <int SH, int SW>
   }
 }
 
-// Whether the kPixels dx pixels iw, iw + sw, ... of a row take the register-blocked form: every
-// tap column that reaches them (cols divisible by sw, the same taps for the whole block) reads
+// Whether the U dx pixels iw, iw + sw, ... of a row take the register-blocked form: every tap
+// column that reaches them (cols divisible by sw, the same taps for the whole block) reads
 // output columns inside the image for all of them.
-template <int SW>
+template <int U, int SW>
 [[gnu::always_inline]] inline bool backward_data_block_is_interior(const Geometry& g, int64_t iw) {
   const int64_t sw = SW ? SW : g.sw;
   for (int64_t kw = 0; kw < g.KW; ++kw) {
     const int64_t cols = iw + g.pl - kw * g.dw;
     if (cols >= 0 && cols % sw != 0) continue;
-    if (cols < 0 || cols / sw + kPixels > g.OW) return false;
+    if (cols < 0 || cols / sw + U > g.OW) return false;
   }
   return true;
 }
 
-// Backward_data, register-blocked: the whole vectors of channels of dx pixels iw, iw + sw, ...,
-// whose output pixels are neighbours: ow, ow + 1, ...
-template <int SH, int SW>
+// Backward_data, register-blocked: the whole vectors of channels of U dx pixels iw, iw + sw,
+// ..., whose output pixels are neighbours: ow, ow + 1, ...
+template <int U, int SH, int SW>
 [[gnu::always_inline]] inline void backward_data_block(const Geometry& g, const float* dy_image,
                                                        const float* filters, bool accumulate,
                                                        float* dx, int64_t ih, int64_t iw) {
   const int64_t sh = SH ? SH : g.sh, sw = SW ? SW : g.sw;
   const int64_t pixel_step = sw * g.C;
   for (int64_t c = 0; c < g.whole_channels; c += kLanes) {
-    Vec acc[kPixels];
-    for (int64_t u = 0; u < kPixels; ++u) {
+    Vec acc[U];
+    for (int64_t u = 0; u < U; ++u) {
       if (accumulate) {
         load(acc[u], dx + u * pixel_step + c);
       } else {
@@ -261,13 +262,13 @@ template <int SH, int SW>
         Vec weight, gradient;
         load(weight, filters + (kh * g.KW + kw) * g.O + c);
         const float* src = dy_row + cols / sw * g.O;
-        for (int64_t u = 0; u < kPixels; ++u) {
+        for (int64_t u = 0; u < U; ++u) {
           load(gradient, src + u * g.O);
           acc[u] += weight * gradient;
         }
       }
     }
-    for (int64_t u = 0; u < kPixels; ++u) store(dx + u * pixel_step + c, acc[u]);
+    for (int64_t u = 0; u < U; ++u) store(dx + u * pixel_step + c, acc[u]);
   }
 }
 
@@ -280,29 +281,35 @@ template <int SH, int SW>
                                                       float* dx_image, int64_t ih_begin,
                                                       int64_t ih_end) {
   const int64_t sw = SW ? SW : g.sw;
+  // The channels the blocks leave (after the last whole vector), pixel by pixel.
+  const auto tail = [&](float* dx_row, int64_t ih, int64_t iw, int64_t pixels) {
+    if (g.whole_channels == g.C) return;
+    for (int64_t u = 0; u < pixels; ++u) {
+      const int64_t column = iw + u * sw;
+      backward_data_pixel<SH, SW>(g, dy_image, filters, accumulate, dx_row + column * g.C, ih,
+                                  column, g.whole_channels);
+    }
+  };
   for (int64_t ih = ih_begin; ih < ih_end; ++ih) {
     float* dx_row = dx_image + ih * g.W * g.C;
     for (int64_t phase = 0; phase < std::min(sw, g.W); ++phase) {
       int64_t iw = phase;
-      for (; iw + (kPixels - 1) * sw < g.W; iw += kPixels * sw) {
-        if (!backward_data_block_is_interior<SW>(g, iw)) {
-          for (int64_t u = 0; u < kPixels; ++u) {
-            const int64_t column = iw + u * sw;
-            backward_data_pixel<SH, SW>(g, dy_image, filters, accumulate, dx_row + column * g.C, ih,
-                                        column, 0);
-          }
-          continue;
+      while (iw < g.W) {
+        if (iw + (kPixels - 1) * sw < g.W && backward_data_block_is_interior<kPixels, SW>(g, iw)) {
+          backward_data_block<kPixels, SH, SW>(g, dy_image, filters, accumulate, dx_row + iw * g.C,
+                                               ih, iw);
+          tail(dx_row, ih, iw, kPixels);
+          iw += kPixels * sw;
+        } else if (backward_data_block_is_interior<1, SW>(g, iw)) {
+          backward_data_block<1, SH, SW>(g, dy_image, filters, accumulate, dx_row + iw * g.C, ih,
+                                         iw);
+          tail(dx_row, ih, iw, 1);
+          iw += sw;
+        } else {
+          backward_data_pixel<SH, SW>(g, dy_image, filters, accumulate, dx_row + iw * g.C, ih, iw,
+                                      0);
+          iw += sw;
         }
-        backward_data_block<SH, SW>(g, dy_image, filters, accumulate, dx_row + iw * g.C, ih, iw);
-        if (g.whole_channels == g.C) continue;
-        for (int64_t u = 0; u < kPixels; ++u) {
-          const int64_t column = iw + u * sw;
-          backward_data_pixel<SH, SW>(g, dy_image, filters, accumulate, dx_row + column * g.C, ih,
-                                      column, g.whole_channels);
-        }
-      }
-      for (; iw < g.W; iw += sw) {
-        backward_data_pixel<SH, SW>(g, dy_image, filters, accumulate, dx_row + iw * g.C, ih, iw, 0);
       }
     }
   }
@@ -441,13 +448,22 @@ void depthwise_nhwc_forward_rows(const Conv2dShape& s, const float* x_image, con
     int64_t ow = 0;
     for (; ow < interior.first; ++ow)
       forward_pixel(g, x_image, filters, bias, accumulate, y_row + ow * g.O, oh, ow, 0);
-    for (; ow + kPixels <= interior.end; ow += kPixels) {
-      forward_block(g, x_image, filters, bias, accumulate, y_row + ow * g.O, oh, ow);
-      if (g.whole_channels == g.O) continue;
-      for (int64_t u = 0; u < kPixels; ++u) {
-        forward_pixel(g, x_image, filters, bias, accumulate, y_row + (ow + u) * g.O, oh, ow + u,
-                      g.whole_channels);
+    // Blocks of kPixels, then single-pixel blocks to the interior's end; the channels after the
+    // last whole vector pixel by pixel.
+    while (ow < interior.end) {
+      const int64_t pixels = ow + kPixels <= interior.end ? kPixels : 1;
+      if (pixels == kPixels) {
+        forward_block<kPixels>(g, x_image, filters, bias, accumulate, y_row + ow * g.O, oh, ow);
+      } else {
+        forward_block<1>(g, x_image, filters, bias, accumulate, y_row + ow * g.O, oh, ow);
       }
+      if (g.whole_channels != g.O) {
+        for (int64_t u = 0; u < pixels; ++u) {
+          forward_pixel(g, x_image, filters, bias, accumulate, y_row + (ow + u) * g.O, oh, ow + u,
+                        g.whole_channels);
+        }
+      }
+      ow += pixels;
     }
     for (; ow < g.OW; ++ow)
       forward_pixel(g, x_image, filters, bias, accumulate, y_row + ow * g.O, oh, ow, 0);
