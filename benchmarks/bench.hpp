@@ -37,8 +37,8 @@ enum class Contender {
   roofline_blis_tbb,
   onednn_plain,
   onednn_blocked,
-  convgemm_nhwc,  // the packed driver on the same layer in Layout::nhwc
-  onednn_nhwc     // oneDNN on nhwc / ohwi memory, the user's buffers in place
+  convgemm_nhwc,  // the same layer in Layout::nhwc (packed driver; depthwise: direct kernels)
+  onednn_nhwc     // oneDNN on nhwc activations in place, its own weight layout
 };
 
 const char* pass_name(Pass pass);

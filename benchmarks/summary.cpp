@@ -366,15 +366,17 @@ std::string dense_table(const std::vector<Row>& rows, const std::vector<int>& th
   return text.str();
 }
 
-// Channels-last: convgemm's packed driver on the layer in nhwc, against itself in nchw and the
-// three oneDNN layouts, per case, then the geometric means over dense and depthwise layers.
+// Channels-last: convgemm on the layer in nhwc (the packed driver; depthwise layers on their
+// direct kernels), against its packed nchw path and the three oneDNN layouts, per case, then the
+// geometric means over dense and depthwise layers.
 std::string nhwc_table(const std::vector<Row>& rows, const std::vector<int>& thread_counts) {
   size_t name_width = 5;
   for (const Row& row : rows) name_width = std::max(name_width, row.c->layer.name.size());
   const std::string format =
       "%-" + std::to_string(name_width) + "s %-11s %2s %3s | %8s %6s %8s %8s %8s %8s\n";
   std::ostringstream text;
-  text << "Channels-last (Layout::nhwc, packed driver): x = nhwc GFLOP/s over the other's\n";
+  text << "Channels-last (Layout::nhwc; depthwise on its direct kernels): x = nhwc GFLOP/s over "
+          "the other's\n";
   char line[512];
   std::snprintf(line, sizeof line, format.c_str(), "layer", "pass", "N", "thr", "GFLOP/s", "%peak",
                 "x nchw", "x dnnl", "x dnnlB", "x dnnlC");
