@@ -7,15 +7,16 @@
 // 1, pixels whose taps all lie inside the image, whole vectors of channels) keeps the sums of
 // kPixels output pixels, or of one where fewer are left (backward_weights: up to three kernel
 // rows' taps), in registers and loads each weight once per block; the per-pixel one handles
-// everything else (borders, the channels after the last whole vector, multipliers). Which form computes a value depends on the shape and the
-// value's position only, and both add the terms in the same order: for each channel, taps in
-// (kh, kw) order (backward_weights: over images, then output positions, in order), from the
-// value the output held (zero, or the output itself when accumulating). So the bits depend on
-// the shape and the CPU's variant of the kernel only, never on the task, the row range or the
-// thread count.
+// everything else (borders, the channels after the last whole vector, multipliers). Which form
+// computes a value depends on the shape and the value's position only, and both add the terms in
+// the same order: for each channel, taps in (kh, kw) order (backward_weights: over images, then
+// output positions, in order), from the value the output held (zero, or the output itself when
+// accumulating). So the bits depend on the shape and the CPU's variant of the kernel only, never on
+// the task, the row range or the thread count.
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <utility>
 
 #include "kernels.hpp"
 
@@ -425,6 +426,18 @@ template <int KW>
   }
 }
 
+// weights_task<KW> for the shape's kernel width, one of Widths (0 stands for every width past
+// the last: the per-pixel form).
+template <int... Widths>
+[[gnu::always_inline]] inline void weights_task_for_width(std::integer_sequence<int, Widths...>,
+                                                          const Geometry& g, const float* x,
+                                                          const float* dy, int64_t o_begin,
+                                                          int64_t o_end, int64_t batch,
+                                                          float* sums) {
+  const int width = g.KW <= kMaxBlockedWidth ? int(g.KW) : 0;
+  ((width == Widths ? weights_task<Widths>(g, x, dy, o_begin, o_end, batch, sums) : void()), ...);
+}
+
 }  // namespace
 
 int64_t depthwise_nhwc_filter_floats(const Conv2dShape& s) {
@@ -498,32 +511,8 @@ void depthwise_nhwc_backward_weights_range(const Conv2dShape& s, const float* x,
   };
   for (int64_t o = o_begin; o < o_end; ++o)
     for (int64_t tap = 0; tap < T; ++tap) sum_of(o, tap) = accumulate ? dw[o * T + tap] : 0.0f;
-  switch (g.KW <= kMaxBlockedWidth ? g.KW : 0) {
-    case 1:
-      weights_task<1>(g, x, dy, o_begin, o_end, s.batch, scratch);
-      break;
-    case 2:
-      weights_task<2>(g, x, dy, o_begin, o_end, s.batch, scratch);
-      break;
-    case 3:
-      weights_task<3>(g, x, dy, o_begin, o_end, s.batch, scratch);
-      break;
-    case 4:
-      weights_task<4>(g, x, dy, o_begin, o_end, s.batch, scratch);
-      break;
-    case 5:
-      weights_task<5>(g, x, dy, o_begin, o_end, s.batch, scratch);
-      break;
-    case 6:
-      weights_task<6>(g, x, dy, o_begin, o_end, s.batch, scratch);
-      break;
-    case 7:
-      weights_task<7>(g, x, dy, o_begin, o_end, s.batch, scratch);
-      break;
-    default:
-      weights_task<0>(g, x, dy, o_begin, o_end, s.batch, scratch);
-      break;
-  }
+  weights_task_for_width(std::make_integer_sequence<int, kMaxBlockedWidth + 1>{}, g, x, dy, o_begin,
+                         o_end, s.batch, scratch);
   for (int64_t o = o_begin; o < o_end; ++o)
     for (int64_t tap = 0; tap < T; ++tap) dw[o * T + tap] = sum_of(o, tap);
 }

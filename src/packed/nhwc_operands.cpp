@@ -26,6 +26,19 @@ const float* tap_pixel(const Conv2dShape& s, const float* x_group, const nhwc::O
   return offset < 0 ? nullptr : x_group + offset;
 }
 
+// Whether taps kw to last_kw of kernel row kh are, for each of the `lanes` origins, either all
+// inside the image (one run of it) or all in padding rows (zeros).
+bool rows_inside(const Conv2dShape& s, const nhwc::Origin* origins, int64_t lanes, int64_t kh,
+                 int64_t kw, int64_t last_kw) {
+  for (int64_t lane = 0; lane < lanes; ++lane) {
+    const nhwc::Origin& o = origins[lane];
+    const int64_t ih = o.ih + kh * s.dilation_height;
+    if (ih < 0 || ih >= s.in_height) continue;
+    if (o.iw + kw < 0 || o.iw + last_kw >= s.in_width) return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 const float* NhwcImageColumns::panels(int64_t first, int64_t lanes, int64_t step, int64_t steps,
@@ -33,17 +46,27 @@ const float* NhwcImageColumns::panels(int64_t first, int64_t lanes, int64_t step
   const Conv2dShape& s = *shape;
   const int64_t group_channels = s.in_channels / s.groups, KW = s.kernel_width;
   assert(width <= kMaxWidth);
+  // Without groups and column dilation, taps kw, kw + 1, ... of a kernel row are neighbouring
+  // pixels, so their channel runs follow each other in the image: one longer run (the stem's
+  // three-channel taps would otherwise be copied three floats at a time).
+  const bool rows_are_runs = group_channels == s.in_channels && s.dilation_width == 1;
   nhwc::Origin origins[kMaxWidth];
   for (int64_t panel = 0; panel * width < lanes; ++panel) {
     const int64_t used = std::min(width, lanes - panel * width);
     for (int64_t lane = 0; lane < used; ++lane)
       origins[lane] = origin_of(s, first_lane + first + panel * width + lane);
     float* panel_rows = buffer + panel * steps * width;
-    // The steps cut into runs of one tap's channels, at most a chunk long (the zeros' length).
+    // The steps cut into runs of one tap's channels, at most a chunk long (the zeros' length),
+    // or of the rest of a kernel row where that is one run of the image for every lane.
     for (int64_t t = 0; t < steps;) {
       const int64_t k = step + t, tap = k / group_channels, c = k % group_channels;
-      const int64_t run = std::min({group_channels - c, steps - t, kChunk});
       const int64_t kh = tap / KW, kw = tap % KW;
+      int64_t run = std::min({group_channels - c, steps - t, kChunk});
+      if (rows_are_runs) {
+        const int64_t row_run = std::min({(kh + 1) * KW * group_channels - k, steps - t, kChunk});
+        const int64_t last_kw = (k + row_run - 1) / group_channels - kh * KW;
+        if (row_run > run && rows_inside(s, origins, used, kh, kw, last_kw)) run = row_run;
+      }
       float* rows_out = panel_rows + t * width;
       const int64_t lanes4 = used / 4 * 4;
       for (int64_t lane = 0; lane < lanes4; lane += 4) {
