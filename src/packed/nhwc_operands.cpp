@@ -12,7 +12,6 @@
 namespace convgemm::detail {
 
 using namespace panel;
-using nhwc::origin_of;
 
 namespace {
 
@@ -53,8 +52,8 @@ const float* NhwcImageColumns::panels(int64_t first, int64_t lanes, int64_t step
   nhwc::Origin origins[kMaxWidth];
   for (int64_t panel = 0; panel * width < lanes; ++panel) {
     const int64_t used = std::min(width, lanes - panel * width);
-    for (int64_t lane = 0; lane < used; ++lane)
-      origins[lane] = origin_of(s, first_lane + first + panel * width + lane);
+    nhwc::Origins walk(s, first_lane + first + panel * width);
+    for (int64_t lane = 0; lane < used; ++lane, walk.next()) origins[lane] = *walk;
     float* panel_rows = buffer + panel * steps * width;
     // The steps cut into runs of one tap's channels, at most a chunk long (the zeros' length),
     // or of the rest of a kernel row where that is one run of the image for every lane.
@@ -108,8 +107,9 @@ const float* NhwcImageRows::panels(int64_t first, int64_t lanes, int64_t step, i
       lane += length;
     }
     float* panel_rows = buffer + panel * steps * width;
-    for (int64_t t = 0; t < steps; ++t) {
-      const nhwc::Origin origin = origin_of(s, step + t);
+    nhwc::Origins walk(s, step);
+    for (int64_t t = 0; t < steps; ++t, walk.next()) {
+      const nhwc::Origin& origin = *walk;
       float* out = panel_rows + t * width;
       for (int64_t r = 0; r < run_count; ++r) {
         const Run& run = runs[r];

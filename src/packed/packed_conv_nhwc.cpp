@@ -31,8 +31,9 @@ int64_t round_up(int64_t value, int64_t multiple) { return ceil_div(value, multi
 void add_block_to_image(const Conv2dShape& s, const float* block, int64_t channels, int64_t first,
                         int64_t count, float* dx_range) {
   const int64_t KH = s.kernel_height, KW = s.kernel_width, ld = KH * KW * channels;
-  for (int64_t q = 0; q < count; ++q) {
-    const nhwc::Origin origin = nhwc::origin_of(s, first + q);
+  nhwc::Origins origins(s, first);
+  for (int64_t q = 0; q < count; ++q, origins.next()) {
+    const nhwc::Origin& origin = *origins;
     const float* row = block + q * ld;
     for (int64_t kh = 0; kh < KH; ++kh) {
       for (int64_t kw = 0; kw < KW; ++kw) {
