@@ -26,9 +26,10 @@ const float* tap_pixel(const Conv2dShape& s, const float* x_group, const nhwc::O
 }
 
 // Whether taps kw to last_kw of kernel row kh are, for each of the `lanes` origins, either all
-// inside the image (one run of it) or all in padding rows (zeros).
+// inside the image (one run of it) or all in padding rows (zeros). Columns without dilation.
 bool rows_inside(const Conv2dShape& s, const nhwc::Origin* origins, int64_t lanes, int64_t kh,
                  int64_t kw, int64_t last_kw) {
+  assert(s.dilation_width == 1);
   for (int64_t lane = 0; lane < lanes; ++lane) {
     const nhwc::Origin& o = origins[lane];
     const int64_t ih = o.ih + kh * s.dilation_height;
@@ -92,9 +93,13 @@ const float* NhwcImageRows::panels(int64_t first, int64_t lanes, int64_t step, i
   const Conv2dShape& s = *shape;
   const int64_t group_channels = s.in_channels / s.groups, KW = s.kernel_width;
   assert(width <= kMaxWidth);
-  // A panel's lanes cut into runs of one tap's consecutive channels.
+  // A panel's lanes cut into runs of consecutive taps of one kernel row, kw to last_kw, from
+  // channel c: one tap's channels, or (without groups and column dilation, as in the forward
+  // gather) several neighbouring pixels' channels, one run of the image where all its taps are
+  // inside it.
+  const bool rows_are_runs = group_channels == s.in_channels && s.dilation_width == 1;
   struct Run {
-    int64_t kh, kw, c, length, lane;
+    int64_t kh, kw, last_kw, c, length, lane;
   };
   Run runs[kMaxWidth];
   for (int64_t panel = 0; panel * width < lanes; ++panel) {
@@ -103,7 +108,13 @@ const float* NhwcImageRows::panels(int64_t first, int64_t lanes, int64_t step, i
     for (int64_t lane = 0; lane < used;) {
       const int64_t k = first + panel * width + lane, tap = k / group_channels;
       const int64_t c = k % group_channels, length = std::min(group_channels - c, used - lane);
-      runs[run_count++] = {tap / KW, tap % KW, c, length, lane};
+      Run* last = run_count > 0 ? &runs[run_count - 1] : nullptr;
+      if (rows_are_runs && last != nullptr && last->kh == tap / KW && c == 0) {
+        last->last_kw = tap % KW;  // the previous run ended this kernel row's previous tap
+        last->length += length;
+      } else {
+        runs[run_count++] = {tap / KW, tap % KW, tap % KW, c, length, lane};
+      }
       lane += length;
     }
     float* panel_rows = buffer + panel * steps * width;
@@ -113,11 +124,27 @@ const float* NhwcImageRows::panels(int64_t first, int64_t lanes, int64_t step, i
       float* out = panel_rows + t * width;
       for (int64_t r = 0; r < run_count; ++r) {
         const Run& run = runs[r];
-        const float* pixel = tap_pixel(s, x_group, origin, run.kh, run.kw);
-        if (pixel != nullptr) {
-          copy_strided(pixel + run.c, 1, run.length, out + run.lane);
-        } else {
-          zero_lanes(out + run.lane, run.length);
+        if (run.last_kw > run.kw && rows_inside(s, &origin, 1, run.kh, run.kw, run.last_kw)) {
+          const float* pixel = tap_pixel(s, x_group, origin, run.kh, run.kw);
+          if (pixel != nullptr) {
+            copy_strided(pixel + run.c, 1, run.length, out + run.lane);
+          } else {
+            zero_lanes(out + run.lane, run.length);  // a row in the padding
+          }
+          continue;
+        }
+        // One tap, or some of the run's taps in the padding columns: tap by tap.
+        int64_t lane = run.lane, c = run.c, left = run.length;
+        for (int64_t kw = run.kw; left > 0; ++kw, c = 0) {
+          const int64_t length = std::min(group_channels - c, left);
+          const float* pixel = tap_pixel(s, x_group, origin, run.kh, kw);
+          if (pixel != nullptr) {
+            copy_strided(pixel + c, 1, length, out + lane);
+          } else {
+            zero_lanes(out + lane, length);
+          }
+          lane += length;
+          left -= length;
         }
       }
       zero_lanes(out + used, width - used);
