@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "../im2col.hpp"
+#include "bias_write_back.hpp"
 #include "convgemm/detail/check.hpp"
 #include "operands.hpp"
 
@@ -184,10 +185,7 @@ void packed_forward(const Conv2dShape& s, const MicroKernel& kernel, const Packe
       // The bias joins each tile right after its last reduction block, while it is in cache.
       auto add_bias = [&](int64_t row, int64_t rows, int64_t col, int64_t cols) {
         if (bias_group == nullptr) return;
-        for (int64_t m = row; m < row + rows; ++m) {
-          float* y_row = y_group + m * P + lane_begin + col;
-          for (int64_t j = 0; j < cols; ++j) y_row[j] += bias_group[m];
-        }
+        add_bias_per_row(y_group + row * P + lane_begin + col, P, rows, cols, bias_group + row);
       };
       packed_gemm(kernel, K, weights, columns, GemmOutput{y_group + lane_begin, P, 1, !accumulate},
                   GemmRange{0, M, 0, lane_end - lane_begin}, b.blocks, buffers.rows, buffers.cols,

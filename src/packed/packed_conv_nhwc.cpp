@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "bias_write_back.hpp"
 #include "convgemm/detail/check.hpp"
 #include "nhwc_taps.hpp"
 #include "operands.hpp"
@@ -80,10 +81,7 @@ void packed_forward_nhwc(const Conv2dShape& s, const MicroKernel& kernel, const 
     // The bias joins each tile right after its last reduction block, while it is in cache.
     auto add_bias = [&](int64_t row, int64_t rows, int64_t col, int64_t cols) {
       if (bias_group == nullptr) return;
-      for (int64_t i = row; i < row + rows; ++i) {
-        float* y_row = y_rows + i * O + col;
-        for (int64_t j = 0; j < cols; ++j) y_row[j] += bias_group[col + j];
-      }
+      add_bias_per_column(y_rows + row * O + col, O, rows, cols, bias_group + col);
     };
     const SlotBuffers buffers = slot_buffers(b, workspace, slot);
     packed_gemm(kernel, K, columns, weights, GemmOutput{y_rows, O, 1, !accumulate},
