@@ -207,11 +207,17 @@ void pack_image_columns(const ImageColumns& op, int64_t first, int64_t lanes, in
 
 }  // namespace
 
+void pack_image_columns_portable(const ImageColumns& op, int64_t first, int64_t lanes, int64_t step,
+                                 int64_t steps, int64_t width, float* buffer) {
+  with_static_width(width, [&](auto w) {
+    pack_image_columns<decltype(w)::value>(op, first, lanes, step, steps, width, buffer);
+  });
+}
+
 const float* ImageColumns::panels(int64_t first, int64_t lanes, int64_t step, int64_t steps,
                                   int64_t width, float* buffer) const {
-  with_static_width(width, [&](auto w) {
-    pack_image_columns<decltype(w)::value>(*this, first, lanes, step, steps, width, buffer);
-  });
+  if (!pack_image_columns_avx512(*this, first, lanes, step, steps, width, buffer))
+    pack_image_columns_portable(*this, first, lanes, step, steps, width, buffer);
   return buffer;
 }
 

@@ -1,0 +1,138 @@
+// The packed driver's image gathers alone (white box): the panels ImageColumns writes hold X_col's
+// entries, as convgemm/im2col.hpp defines them, in micro_kernel.hpp's panel format, zeros in the
+// padding lanes, and nothing outside the panels. Both forms are checked wherever they run: the
+// portable gather at every width, and the AVX-512 one (widths that are multiples of 16, column
+// stride 1 or 2) when this CPU has it, including widths the CPU's own kernel never asks for.
+// They are copies, so the comparison is exact.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "convgemm/shape.hpp"
+#include "packed/operands.hpp"
+#include "support/seed.hpp"
+
+namespace convgemm {
+namespace {
+
+// X_col's entry (row k, column q) of the images at x (q runs over the images' positions one
+// after the other), with the image and group strides of the whole tensor: the formula, plainly.
+float x_col_entry(const Conv2dShape& s, const std::vector<float>& x, int64_t group, int64_t k,
+                  int64_t q) {
+  const int64_t P = s.gemm_p(), OW = s.out_width(), KH = s.kernel_height, KW = s.kernel_width;
+  const int64_t n = q / P, oh = q % P / OW, ow = q % P % OW;
+  const int64_t c = group * (s.in_channels / s.groups) + k / (KH * KW);
+  const int64_t kh = k / KW % KH, kw = k % KW;
+  const int64_t ih = oh * s.stride_height - s.pad_top + kh * s.dilation_height;
+  const int64_t iw = ow * s.stride_width - s.pad_left + kw * s.dilation_width;
+  if (ih < 0 || ih >= s.in_height || iw < 0 || iw >= s.in_width) return 0.0f;
+  return x[((n * s.in_channels + c) * s.in_height + ih) * s.in_width + iw];
+}
+
+struct Request {
+  int64_t first_lane, first, lanes, step, steps, width;
+};
+
+std::string describe(const Conv2dShape& s, const Request& r) {
+  return s.to_string() + " first_lane " + std::to_string(r.first_lane) + " first " +
+         std::to_string(r.first) + " lanes " + std::to_string(r.lanes) + " step " +
+         std::to_string(r.step) + " steps " + std::to_string(r.steps) + " width " +
+         std::to_string(r.width);
+}
+
+// Packs with `pack` and compares every float of the panels, and the floats after them (which
+// must stay as they were), with what X_col says. Returns false when `pack` declined the case.
+template <class Pack>
+bool packs_x_col(const Conv2dShape& s, const std::vector<float>& x, int64_t group, const Request& r,
+                 Pack pack) {
+  const int64_t panels = (r.lanes + r.width - 1) / r.width, floats = panels * r.width * r.steps;
+  const int64_t HW = s.in_height * s.in_width;
+  std::vector<float> buffer(static_cast<size_t>(floats + 64), std::nanf(""));
+  const detail::ImageColumns op{&s, x.data() + group * (s.in_channels / s.groups) * HW,
+                                r.first_lane};
+  if (!pack(op, r.first, r.lanes, r.step, r.steps, r.width, buffer.data())) return false;
+  for (int64_t panel = 0; panel < panels; ++panel) {
+    for (int64_t t = 0; t < r.steps; ++t) {
+      for (int64_t i = 0; i < r.width; ++i) {
+        const int64_t lane = panel * r.width + i;
+        const float expected =
+            lane < r.lanes ? x_col_entry(s, x, group, r.step + t, r.first_lane + r.first + lane)
+                           : 0.0f;
+        const float got = buffer[static_cast<size_t>((panel * r.steps + t) * r.width + i)];
+        if (std::memcmp(&got, &expected, sizeof got) != 0) {
+          ADD_FAILURE() << describe(s, r) << ": panel " << panel << " step " << t << " lane " << i
+                        << " holds " << got << ", X_col has " << expected;
+          return true;
+        }
+      }
+    }
+  }
+  for (int64_t i = floats; i < floats + 64; ++i) {
+    if (!std::isnan(buffer[static_cast<size_t>(i)])) {
+      ADD_FAILURE() << describe(s, r) << ": wrote " << i - floats << " floats past its panels";
+      return true;
+    }
+  }
+  return true;
+}
+
+bool portable(const detail::ImageColumns& op, int64_t first, int64_t lanes, int64_t step,
+              int64_t steps, int64_t width, float* buffer) {
+  detail::pack_image_columns_portable(op, first, lanes, step, steps, width, buffer);
+  return true;
+}
+
+TEST(ImageColumnPanels, BothFormsHoldXColOnRandomShapesLaneRangesAndWidths) {
+  std::mt19937_64 rng(test::test_seed());
+  auto pick = [&](std::initializer_list<int64_t> values) {
+    return values.begin()[std::uniform_int_distribution<size_t>(0, values.size() - 1)(rng)];
+  };
+  int avx512_cases = 0;
+  for (int trial = 0; trial < 600; ++trial) {
+    Conv2dShape s{.batch = pick({1, 3}),
+                  .in_channels = pick({1, 2, 4}),
+                  .in_height = pick({1, 4, 7}),
+                  .in_width = pick({1, 3, 13, 40, 70}),
+                  .out_channels = 2,
+                  .kernel_height = pick({1, 2, 3}),
+                  .kernel_width = pick({1, 2, 3, 5}),
+                  .stride_height = pick({1, 2}),
+                  .stride_width = pick({1, 1, 2, 2, 3}),
+                  .dilation_height = pick({1, 2}),
+                  .dilation_width = pick({1, 1, 2})};
+    s.groups = s.in_channels % 2 == 0 ? pick({1, 2}) : 1;
+    s.pad_top = pick({0, 1, 2});
+    s.pad_bottom = pick({0, 1});
+    s.pad_left = pick({0, 1, 2, 3});
+    s.pad_right = pick({0, 1, 4});
+    if (s.in_height + s.pad_top + s.pad_bottom < (s.kernel_height - 1) * s.dilation_height + 1 ||
+        s.in_width + s.pad_left + s.pad_right < (s.kernel_width - 1) * s.dilation_width + 1) {
+      continue;  // no output
+    }
+    std::vector<float> x(static_cast<size_t>(s.batch * s.in_channels * s.in_height * s.in_width));
+    for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(i + 1);  // each its own value
+    const int64_t P = s.gemm_p(), K = s.gemm_k(), group = s.groups - 1;
+    // Lanes from first_lane + first run over the batch's positions; the range may cross images.
+    const int64_t first_lane = std::min<int64_t>(pick({0, 0, 5}), s.batch * P - 1);
+    const int64_t first = std::min<int64_t>(pick({0, 3}), s.batch * P - 1 - first_lane);
+    const int64_t room = s.batch * P - first_lane - first;
+    const int64_t lanes = std::min<int64_t>(room, pick({1, 17, 100, room}));
+    const int64_t step = std::min<int64_t>(pick({0, 0, 4}), K - 1);
+    const int64_t steps = std::min<int64_t>(K - step, pick({1, 7, K}));
+    const int64_t width = pick({4, 12, 16, 32, 48, 64});
+    const Request request{first_lane, first, lanes, step, steps, width};
+    SCOPED_TRACE(test::seed_description());
+    EXPECT_TRUE(packs_x_col(s, x, group, request, portable));
+    avx512_cases += packs_x_col(s, x, group, request, detail::pack_image_columns_avx512);
+  }
+  if (avx512_cases == 0) GTEST_SKIP() << "this CPU has no AVX-512 gather; the portable one passed";
+}
+
+}  // namespace
+}  // namespace convgemm
