@@ -1,8 +1,8 @@
-// The packed driver's image gathers alone (white box): the panels ImageColumns writes hold X_col's
-// entries, as convgemm/im2col.hpp defines them, in micro_kernel.hpp's panel format, zeros in the
-// padding lanes, and nothing outside the panels. Both forms are checked wherever they run: the
-// portable gather at every width, and the AVX-512 one (widths that are multiples of 16, column
-// stride 1 or 2) when this CPU has it, including widths the CPU's own kernel never asks for.
+// The packed driver's image gathers alone (white box): the panels ImageColumns and ImageRows write
+// hold X_col's entries, as convgemm/im2col.hpp defines them, in micro_kernel.hpp's panel format,
+// zeros in the padding lanes, and nothing outside the panels. Both forms are checked wherever they
+// run: the portable gather at every width, and the AVX-512 one (widths that are multiples of 16,
+// column stride 1 or 2) when this CPU has it, including widths the CPU's own kernel never asks for.
 // They are copies, so the comparison is exact.
 #include <gtest/gtest.h>
 
@@ -35,39 +35,24 @@ float x_col_entry(const Conv2dShape& s, const std::vector<float>& x, int64_t gro
   return x[((n * s.in_channels + c) * s.in_height + ih) * s.in_width + iw];
 }
 
-struct Request {
-  int64_t first_lane, first, lanes, step, steps, width;
-};
-
-std::string describe(const Conv2dShape& s, const Request& r) {
-  return s.to_string() + " first_lane " + std::to_string(r.first_lane) + " first " +
-         std::to_string(r.first) + " lanes " + std::to_string(r.lanes) + " step " +
-         std::to_string(r.step) + " steps " + std::to_string(r.steps) + " width " +
-         std::to_string(r.width);
-}
-
-// Packs with `pack` and compares every float of the panels, and the floats after them (which
-// must stay as they were), with what X_col says. Returns false when `pack` declined the case.
-template <class Pack>
-bool packs_x_col(const Conv2dShape& s, const std::vector<float>& x, int64_t group, const Request& r,
-                 Pack pack) {
-  const int64_t panels = (r.lanes + r.width - 1) / r.width, floats = panels * r.width * r.steps;
-  const int64_t HW = s.in_height * s.in_width;
+// Packs with `pack(buffer)` and compares every float of the panels (`lanes` x `steps`, `width`
+// wide), and the floats after them (which must stay as they were), with expected(lane, step).
+// Returns false when `pack` declined the case.
+template <class Pack, class Expected>
+bool packs(const std::string& what, int64_t lanes, int64_t steps, int64_t width, Pack pack,
+           Expected expected) {
+  const int64_t panels = (lanes + width - 1) / width, floats = panels * width * steps;
   std::vector<float> buffer(static_cast<size_t>(floats + 64), std::nanf(""));
-  const detail::ImageColumns op{&s, x.data() + group * (s.in_channels / s.groups) * HW,
-                                r.first_lane};
-  if (!pack(op, r.first, r.lanes, r.step, r.steps, r.width, buffer.data())) return false;
+  if (!pack(buffer.data())) return false;
   for (int64_t panel = 0; panel < panels; ++panel) {
-    for (int64_t t = 0; t < r.steps; ++t) {
-      for (int64_t i = 0; i < r.width; ++i) {
-        const int64_t lane = panel * r.width + i;
-        const float expected =
-            lane < r.lanes ? x_col_entry(s, x, group, r.step + t, r.first_lane + r.first + lane)
-                           : 0.0f;
-        const float got = buffer[static_cast<size_t>((panel * r.steps + t) * r.width + i)];
-        if (std::memcmp(&got, &expected, sizeof got) != 0) {
-          ADD_FAILURE() << describe(s, r) << ": panel " << panel << " step " << t << " lane " << i
-                        << " holds " << got << ", X_col has " << expected;
+    for (int64_t t = 0; t < steps; ++t) {
+      for (int64_t i = 0; i < width; ++i) {
+        const int64_t lane = panel * width + i;
+        const float want = lane < lanes ? expected(lane, t) : 0.0f;
+        const float got = buffer[static_cast<size_t>((panel * steps + t) * width + i)];
+        if (std::memcmp(&got, &want, sizeof got) != 0) {
+          ADD_FAILURE() << what << ": panel " << panel << " step " << t << " lane " << i
+                        << " holds " << got << ", X_col has " << want;
           return true;
         }
       }
@@ -75,26 +60,25 @@ bool packs_x_col(const Conv2dShape& s, const std::vector<float>& x, int64_t grou
   }
   for (int64_t i = floats; i < floats + 64; ++i) {
     if (!std::isnan(buffer[static_cast<size_t>(i)])) {
-      ADD_FAILURE() << describe(s, r) << ": wrote " << i - floats << " floats past its panels";
+      ADD_FAILURE() << what << ": wrote " << i - floats << " floats past its panels";
       return true;
     }
   }
   return true;
 }
 
-bool portable(const detail::ImageColumns& op, int64_t first, int64_t lanes, int64_t step,
-              int64_t steps, int64_t width, float* buffer) {
-  detail::pack_image_columns_portable(op, first, lanes, step, steps, width, buffer);
-  return true;
-}
+// A random shape with at least one output, and its input filled with distinct values.
+struct Case {
+  Conv2dShape shape;
+  std::vector<float> x;
+};
 
-TEST(ImageColumnPanels, BothFormsHoldXColOnRandomShapesLaneRangesAndWidths) {
-  std::mt19937_64 rng(test::test_seed());
+template <class Rng>
+Case random_case(Rng& rng) {
   auto pick = [&](std::initializer_list<int64_t> values) {
     return values.begin()[std::uniform_int_distribution<size_t>(0, values.size() - 1)(rng)];
   };
-  int avx512_cases = 0;
-  for (int trial = 0; trial < 600; ++trial) {
+  for (;;) {
     Conv2dShape s{.batch = pick({1, 3}),
                   .in_channels = pick({1, 2, 4}),
                   .in_height = pick({1, 4, 7}),
@@ -117,19 +101,97 @@ TEST(ImageColumnPanels, BothFormsHoldXColOnRandomShapesLaneRangesAndWidths) {
     }
     std::vector<float> x(static_cast<size_t>(s.batch * s.in_channels * s.in_height * s.in_width));
     for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(i + 1);  // each its own value
-    const int64_t P = s.gemm_p(), K = s.gemm_k(), group = s.groups - 1;
-    // Lanes from first_lane + first run over the batch's positions; the range may cross images.
-    const int64_t first_lane = std::min<int64_t>(pick({0, 0, 5}), s.batch * P - 1);
-    const int64_t first = std::min<int64_t>(pick({0, 3}), s.batch * P - 1 - first_lane);
-    const int64_t room = s.batch * P - first_lane - first;
-    const int64_t lanes = std::min<int64_t>(room, pick({1, 17, 100, room}));
-    const int64_t step = std::min<int64_t>(pick({0, 0, 4}), K - 1);
-    const int64_t steps = std::min<int64_t>(K - step, pick({1, 7, K}));
-    const int64_t width = pick({4, 12, 16, 32, 48, 64});
-    const Request request{first_lane, first, lanes, step, steps, width};
-    SCOPED_TRACE(test::seed_description());
-    EXPECT_TRUE(packs_x_col(s, x, group, request, portable));
-    avx512_cases += packs_x_col(s, x, group, request, detail::pack_image_columns_avx512);
+    return {s, std::move(x)};
+  }
+}
+
+template <class Rng>
+int64_t pick_from(Rng& rng, std::initializer_list<int64_t> values) {
+  return values.begin()[std::uniform_int_distribution<size_t>(0, values.size() - 1)(rng)];
+}
+
+constexpr int kTrials = 600;
+const std::initializer_list<int64_t> kWidths = {4, 12, 16, 32, 48, 64};
+
+// forward's B panels: lanes are positions (from first_lane + first, across images), steps the
+// X_col rows.
+TEST(ImageColumnPanels, BothFormsHoldXColOnRandomShapesLaneRangesAndWidths) {
+  std::mt19937_64 rng(test::test_seed());
+  SCOPED_TRACE(test::seed_description());
+  int avx512_cases = 0;
+  for (int trial = 0; trial < kTrials; ++trial) {
+    const Case c = random_case(rng);
+    const Conv2dShape& s = c.shape;
+    const int64_t positions = s.batch * s.gemm_p(), K = s.gemm_k(), group = s.groups - 1;
+    const int64_t first_lane = std::min<int64_t>(pick_from(rng, {0, 0, 5}), positions - 1);
+    const int64_t first = std::min<int64_t>(pick_from(rng, {0, 3}), positions - 1 - first_lane);
+    const int64_t room = positions - first_lane - first;
+    const int64_t lanes = std::min<int64_t>(room, pick_from(rng, {1, 17, 100, room}));
+    const int64_t step = std::min<int64_t>(pick_from(rng, {0, 0, 4}), K - 1);
+    const int64_t steps = std::min<int64_t>(K - step, pick_from(rng, {1, 7, K}));
+    const int64_t width = pick_from(rng, kWidths);
+    const detail::ImageColumns op{
+        &s, c.x.data() + group * (s.in_channels / s.groups) * s.in_height * s.in_width, first_lane};
+    const std::string what = s.to_string() + " first_lane " + std::to_string(first_lane) +
+                             " first " + std::to_string(first) + " lanes " + std::to_string(lanes) +
+                             " step " + std::to_string(step) + " steps " + std::to_string(steps) +
+                             " width " + std::to_string(width);
+    const auto expected = [&](int64_t lane, int64_t t) {
+      return x_col_entry(s, c.x, group, step + t, first_lane + first + lane);
+    };
+    EXPECT_TRUE(packs(
+        what + " (portable)", lanes, steps, width,
+        [&](float* buffer) {
+          detail::pack_image_columns_portable(op, first, lanes, step, steps, width, buffer);
+          return true;
+        },
+        expected));
+    avx512_cases += packs(
+        what + " (AVX-512)", lanes, steps, width,
+        [&](float* buffer) {
+          return detail::pack_image_columns_avx512(op, first, lanes, step, steps, width, buffer);
+        },
+        expected);
+  }
+  if (avx512_cases == 0) GTEST_SKIP() << "this CPU has no AVX-512 gather; the portable one passed";
+}
+
+// backward_weights' B panels: lanes are X_col rows, steps the positions of every image in order.
+TEST(ImageRowPanels, BothFormsHoldXColTransposedOnRandomShapesRangesAndWidths) {
+  std::mt19937_64 rng(test::test_seed() + 1);
+  SCOPED_TRACE(test::seed_description());
+  int avx512_cases = 0;
+  for (int trial = 0; trial < kTrials; ++trial) {
+    const Case c = random_case(rng);
+    const Conv2dShape& s = c.shape;
+    const int64_t positions = s.batch * s.gemm_p(), K = s.gemm_k(), group = s.groups - 1;
+    const int64_t first = std::min<int64_t>(pick_from(rng, {0, 0, 3, 20}), K - 1);
+    const int64_t lanes = std::min<int64_t>(K - first, pick_from(rng, {1, 17, 40, K}));
+    const int64_t step = std::min<int64_t>(pick_from(rng, {0, 0, 5, 30}), positions - 1);
+    const int64_t room = positions - step;
+    const int64_t steps = std::min<int64_t>(room, pick_from(rng, {1, 15, 17, 300, room}));
+    const int64_t width = pick_from(rng, kWidths);
+    const detail::ImageRows op{
+        &s, c.x.data() + group * (s.in_channels / s.groups) * s.in_height * s.in_width};
+    const std::string what = s.to_string() + " first " + std::to_string(first) + " lanes " +
+                             std::to_string(lanes) + " step " + std::to_string(step) + " steps " +
+                             std::to_string(steps) + " width " + std::to_string(width);
+    const auto expected = [&](int64_t lane, int64_t t) {
+      return x_col_entry(s, c.x, group, first + lane, step + t);
+    };
+    EXPECT_TRUE(packs(
+        what + " (portable)", lanes, steps, width,
+        [&](float* buffer) {
+          detail::pack_image_rows_portable(op, first, lanes, step, steps, width, buffer);
+          return true;
+        },
+        expected));
+    avx512_cases += packs(
+        what + " (AVX-512)", lanes, steps, width,
+        [&](float* buffer) {
+          return detail::pack_image_rows_avx512(op, first, lanes, step, steps, width, buffer);
+        },
+        expected);
   }
   if (avx512_cases == 0) GTEST_SKIP() << "this CPU has no AVX-512 gather; the portable one passed";
 }

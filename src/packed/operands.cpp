@@ -223,7 +223,15 @@ const float* ImageColumns::panels(int64_t first, int64_t lanes, int64_t step, in
 
 const float* ImageRows::panels(int64_t first, int64_t lanes, int64_t step, int64_t steps,
                                int64_t width, float* buffer) const {
-  const Conv2dShape& s = *shape;
+  if (!pack_image_rows_avx512(*this, first, lanes, step, steps, width, buffer))
+    pack_image_rows_portable(*this, first, lanes, step, steps, width, buffer);
+  return buffer;
+}
+
+void pack_image_rows_portable(const ImageRows& op, int64_t first, int64_t lanes, int64_t step,
+                              int64_t steps, int64_t width, float* buffer) {
+  const Conv2dShape& s = *op.shape;
+  const float* x_group = op.x_group;
   const int64_t KH = s.kernel_height, KW = s.kernel_width, H = s.in_height, W = s.in_width;
   const int64_t OW = s.out_width(), P = s.gemm_p(), sw = s.stride_width;
   const int64_t image_stride = s.in_channels * H * W;
@@ -309,7 +317,6 @@ const float* ImageRows::panels(int64_t first, int64_t lanes, int64_t step, int64
       for (int64_t t = 0; t < chunk; ++t) zero_lanes(panel_rows + t * width + used, width - used);
     }
   }
-  return buffer;
 }
 
 }  // namespace convgemm::detail

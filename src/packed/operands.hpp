@@ -77,7 +77,7 @@ struct ImageColumns {
                       float* buffer) const;
 };
 // ImageColumns::panels's two forms, named for the tests that compare each with X_col: the
-// portable gather, and one in AVX-512 masked loads (image_columns_avx512.cpp) for panel widths
+// portable gather, and one in AVX-512 masked loads (image_gathers_avx512.cpp) for panel widths
 // that are multiples of 16 at column stride 1 or 2, which writes nothing and returns false where
 // the CPU or the case has no such form. Both write the same floats.
 void pack_image_columns_portable(const ImageColumns& op, int64_t first, int64_t lanes, int64_t step,
@@ -93,6 +93,11 @@ struct ImageRows {
   const float* panels(int64_t first, int64_t lanes, int64_t step, int64_t steps, int64_t width,
                       float* buffer) const;
 };
+// ImageRows::panels's two forms, as ImageColumns's above.
+void pack_image_rows_portable(const ImageRows& op, int64_t first, int64_t lanes, int64_t step,
+                              int64_t steps, int64_t width, float* buffer);
+bool pack_image_rows_avx512(const ImageRows& op, int64_t first, int64_t lanes, int64_t step,
+                            int64_t steps, int64_t width, float* buffer);
 
 // The same two gathers from an nhwc image [H, W, C] (nhwc_operands.cpp), whose X_col rows are
 // k = (kh, kw, c), the order of an OHWI filter: each tap of a patch is C/G contiguous floats.

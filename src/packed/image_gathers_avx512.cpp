@@ -1,0 +1,327 @@
+// The packed driver's image gathers in AVX-512 (operands.hpp), for CPUs that have it: forward's
+// X_col panels (ImageColumns) and backward_weights' X_col^T panels (ImageRows). Both read an
+// image row's run of output columns with one masked load: a masked load reads only its unmasked
+// lanes (no fault, no value from the others), so the padding taps cost no branch and no separate
+// zeroing. Column stride 2 loads the 32 floats under a register and keeps the even ones (one
+// two-source permute). The portable gathers spent most of their time on runs that end inside a
+// panel, four floats and one bound check at a time. Copies only: the panels hold exactly the
+// floats of the portable gathers (test_packing compares both with X_col).
+// GCC 12's intrinsics pass a self-initialised "undefined" vector as the merge operand of the
+// unmasked shuffles, which -W(maybe-)uninitialized flags (a false positive in its headers).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#include <immintrin.h>
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+#include <algorithm>
+#include <cstdint>
+
+#include "../im2col.hpp"
+#include "convgemm/detail/check.hpp"
+#include "operands.hpp"
+
+namespace convgemm::detail {
+namespace {
+
+#define CONVGEMM_AVX512 [[gnu::target("avx512f,avx512bw,avx512vl,avx512dq,bmi2")]]
+
+constexpr int64_t kVectorLanes = 16;
+constexpr int64_t kMaxVectors = 4;  // panels up to 64 lanes (BLIS's tiles are at most 32)
+constexpr int64_t kMaxPanelLanes = kVectorLanes * kMaxVectors;
+constexpr int64_t kGroupPanels = 8;  // panels whose runs are cut once and reused step by step
+constexpr int64_t kCachedTaps = 16;  // kernel columns whose tap ranges are computed once
+
+bool cpu_has_avx512() {
+  static const bool has = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                          __builtin_cpu_supports("avx512vl") &&
+                          __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("bmi2");
+  return has;
+}
+
+// ImageColumns: a panel row of 16·V lanes (positions) is assembled in V registers, one masked
+// load per run of lanes that read one image row, and stored whole; the registers start as zeros.
+
+// A stretch of a panel's lanes whose positions lie on one output row of one image.
+struct Run {
+  int64_t first_row;         // oh * stride_height of that output row
+  int64_t lane_zero;         // where lane 0 would read in an image row at tap offset 0 (see below)
+  uint64_t lanes;            // its lanes in the panel, as a mask
+  int64_t ow, lane, length;  // its first output column and lane, and its length
+  bool inside;               // every column of it reads inside the image at every kernel column
+};
+
+// base + offset floats, computed on integers: a masked load's base may lie before the image
+// (the lanes in front of its run are masked off), and forming that pointer by pointer
+// arithmetic would be undefined behaviour.
+inline const float* address(const float* base, int64_t offset) {
+  return reinterpret_cast<const float*>(reinterpret_cast<std::uintptr_t>(base) +
+                                        static_cast<std::uintptr_t>(offset) * sizeof(float));
+}
+
+// Lanes [begin, end) of a panel as a bit mask; 0 <= begin < end <= kMaxPanelLanes.
+inline uint64_t lane_mask(int64_t begin, int64_t end) {
+  const uint64_t below_end = end == kMaxPanelLanes ? ~uint64_t{0} : (uint64_t{1} << end) - 1;
+  return below_end & ~((uint64_t{1} << begin) - 1);
+}
+
+// `into` with lanes i of `mask` replaced by from[2 i].
+CONVGEMM_AVX512 inline __m512 load_every_second(__m512 into, __mmask16 mask, const float* from) {
+  const __mmask16 low = static_cast<__mmask16>(_pdep_u32(mask & 0xffu, 0x5555u));
+  const __mmask16 high = static_cast<__mmask16>(_pdep_u32(mask >> 8, 0x5555u));
+  const __m512 a = _mm512_maskz_loadu_ps(low, from);
+  const __m512 b = _mm512_maskz_loadu_ps(high, address(from, kVectorLanes));
+  const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+  return _mm512_mask_mov_ps(into, mask, _mm512_permutex2var_ps(a, even, b));
+}
+
+template <int64_t Vectors, int64_t Stride>
+CONVGEMM_AVX512 void gather_columns(const ImageColumns& op, int64_t first, int64_t lanes,
+                                    int64_t step, int64_t steps, float* buffer) {
+  constexpr int64_t width = Vectors * kVectorLanes;
+  const Conv2dShape& s = *op.shape;
+  const int64_t KH = s.kernel_height, KW = s.kernel_width, H = s.in_height, W = s.in_width;
+  const int64_t OW = s.out_width(), P = s.gemm_p(), image_stride = s.in_channels * H * W;
+  const int64_t sh = s.stride_height, panel_floats = steps * width;
+  TapRange taps_of[kCachedTaps];
+  for (int64_t kw = 0; kw < std::min(KW, kCachedTaps); ++kw) taps_of[kw] = tap_range(s, kw);
+  // Columns that read inside the image at every kernel column: tap ranges shrink toward the
+  // left as kw grows, so those of kw = 0 and kw = KW - 1 bound them all.
+  const int64_t inside_begin = tap_range(s, 0).ow_begin, inside_end = tap_range(s, KW - 1).ow_end;
+  Run runs[kGroupPanels * width];
+  int64_t runs_of[kGroupPanels + 1];  // panel i's runs: [runs_of[i], runs_of[i + 1])
+  const int64_t panels = ceil_div(lanes, width);
+  for (int64_t group = 0; group < panels; group += kGroupPanels) {
+    const int64_t group_end = std::min(panels, group + kGroupPanels);
+    int64_t count = 0;
+    for (int64_t panel = group; panel < group_end; ++panel) {
+      runs_of[panel - group] = count;
+      const int64_t used = std::min(width, lanes - panel * width);
+      for (int64_t lane = 0; lane < used;) {
+        const int64_t q = op.first_lane + first + panel * width + lane, p = q % P, ow = p % OW;
+        const int64_t length = std::min(OW - ow, used - lane);
+        // Lane l of the run reads output column ow + l - lane: lane 0 would read image column
+        // (ow - lane) * stride + iw_offset of its image row.
+        runs[count++] = {p / OW * sh,
+                         q / P * image_stride + (ow - lane) * Stride,
+                         lane_mask(lane, lane + length),
+                         ow,
+                         lane,
+                         length,
+                         inside_begin <= ow && ow + length <= inside_end};
+        lane += length;
+      }
+    }
+    runs_of[group_end - group] = count;
+    int64_t c = step / (KH * KW), kh = step / KW % KH, kw = step % KW;
+    for (int64_t t = 0; t < steps; ++t) {
+      const TapRange taps = kw < kCachedTaps ? taps_of[kw] : tap_range(s, kw);
+      const float* plane = op.x_group + c * H * W;
+      const int64_t ih_offset = kh * s.dilation_height - s.pad_top;
+      for (int64_t panel = group; panel < group_end; ++panel) {
+        __m512 row[Vectors];
+        for (int64_t v = 0; v < Vectors; ++v) row[v] = _mm512_setzero_ps();
+        for (int64_t r = runs_of[panel - group]; r < runs_of[panel - group + 1]; ++r) {
+          const Run& run = runs[r];
+          const int64_t ih = run.first_row + ih_offset;
+          if (ih < 0 || ih >= H) continue;
+          uint64_t mask = run.lanes;
+          if (!run.inside) {
+            const int64_t begin = std::max(taps.ow_begin, run.ow);
+            const int64_t end = std::min(taps.ow_end, run.ow + run.length);
+            if (begin >= end) continue;
+            mask = lane_mask(run.lane + begin - run.ow, run.lane + end - run.ow);
+          }
+          const int64_t origin = run.lane_zero + ih * W + taps.iw_offset;
+          for (int64_t v = 0; v < Vectors; ++v) {
+            const auto m = static_cast<__mmask16>(mask >> (v * kVectorLanes));
+            if (m == 0) continue;
+            const float* from = address(plane, origin + v * kVectorLanes * Stride);
+            if constexpr (Stride == 1) {
+              row[v] = _mm512_mask_loadu_ps(row[v], m, from);
+            } else {
+              row[v] = load_every_second(row[v], m, from);
+            }
+          }
+        }
+        float* out = buffer + panel * panel_floats + t * width;
+        for (int64_t v = 0; v < Vectors; ++v) _mm512_storeu_ps(out + v * kVectorLanes, row[v]);
+      }
+      if (++kw == KW) {
+        kw = 0;
+        if (++kh == KH) kh = 0, ++c;
+      }
+    }
+  }
+}
+
+template <int64_t Stride>
+void gather_columns_with_stride(const ImageColumns& op, int64_t first, int64_t lanes, int64_t step,
+                                int64_t steps, int64_t width, float* buffer) {
+  switch (width / kVectorLanes) {
+    case 1:
+      return gather_columns<1, Stride>(op, first, lanes, step, steps, buffer);
+    case 2:
+      return gather_columns<2, Stride>(op, first, lanes, step, steps, buffer);
+    case 3:
+      return gather_columns<3, Stride>(op, first, lanes, step, steps, buffer);
+    default:
+      return gather_columns<4, Stride>(op, first, lanes, step, steps, buffer);
+  }
+}
+
+// ImageRows: 16 lanes (X_col rows) by up to 16 steps (consecutive positions on one output row)
+// at a time: each lane's run is one masked load, the 16 x 16 block is transposed in registers
+// (four rounds of shuffles) and its columns are the panel rows' 16-lane pieces.
+
+// r[i] = lane i's 16 steps in, r[j] = step j's 16 lanes out.
+CONVGEMM_AVX512 inline void transpose_16x16(__m512 r[16]) {
+  __m512 t[16];
+  for (int i = 0; i < 16; i += 2) {  // lane L of t[i]: steps 4L, 4L+1 of rows i, i+1
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {  // lane L of r[i + m]: step 4L+m of rows i..i+3
+    r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
+    r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xee);
+    r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+    r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xee);
+  }
+  for (int m = 0; m < 4; ++m) {  // 128-bit lane L of the four row groups into step 4L+m
+    const __m512 a = _mm512_shuffle_f32x4(r[m], r[4 + m], 0x44);
+    const __m512 b = _mm512_shuffle_f32x4(r[m], r[4 + m], 0xee);
+    const __m512 c = _mm512_shuffle_f32x4(r[8 + m], r[12 + m], 0x44);
+    const __m512 d = _mm512_shuffle_f32x4(r[8 + m], r[12 + m], 0xee);
+    t[m] = _mm512_shuffle_f32x4(a, c, 0x88);
+    t[4 + m] = _mm512_shuffle_f32x4(a, c, 0xdd);
+    t[8 + m] = _mm512_shuffle_f32x4(b, d, 0x88);
+    t[12 + m] = _mm512_shuffle_f32x4(b, d, 0xdd);
+  }
+  for (int j = 0; j < 16; ++j) r[j] = t[j];
+}
+
+// What one lane (X_col row k = (c, kh, kw)) reads: a step at output row oh, column ow of image
+// n reads image row ih = oh * stride_height + ih_offset at offset
+// n * image_stride + ih_offset * W + base + oh * stride_height * W + ow * stride_width,
+// when ih is inside the image and ow among the taps' columns.
+struct RowLane {
+  int64_t base;       // c * H * W + iw_offset
+  int64_t ih_offset;  // kh * dilation_height - pad_top
+  int64_t ow_begin, ow_end;
+  bool used;  // false: a padding lane of the last panel (zeros)
+};
+
+// Consecutive steps on one output row of one image, at most 16.
+struct StepRun {
+  int64_t offset;          // image_offset + oh * stride_height * W + ow * stride_width
+  int64_t first_row;       // oh * stride_height
+  int64_t ow, length, at;  // at: its first step in the call's range
+  bool inside;             // every column of it reads inside the image at every kernel column
+};
+
+constexpr int64_t kRunSteps = 256;  // steps whose runs are cut at a time
+
+template <int64_t Stride>
+CONVGEMM_AVX512 void gather_rows(const ImageRows& op, int64_t first, int64_t lanes, int64_t step,
+                                 int64_t steps, int64_t width, float* buffer) {
+  const Conv2dShape& s = *op.shape;
+  const int64_t KH = s.kernel_height, KW = s.kernel_width, H = s.in_height, W = s.in_width;
+  const int64_t OW = s.out_width(), P = s.gemm_p(), image_stride = s.in_channels * H * W;
+  TapRange taps_of[kCachedTaps];
+  for (int64_t kw = 0; kw < std::min(KW, kCachedTaps); ++kw) taps_of[kw] = tap_range(s, kw);
+  const int64_t inside_begin = tap_range(s, 0).ow_begin, inside_end = tap_range(s, KW - 1).ow_end;
+  StepRun runs[kRunSteps];
+  RowLane lane_of[kMaxPanelLanes];
+  const int64_t panels = ceil_div(lanes, width);
+  for (int64_t t0 = 0; t0 < steps; t0 += kRunSteps) {
+    const int64_t chunk = std::min(kRunSteps, steps - t0);
+    int64_t run_count = 0;
+    for (int64_t t = 0; t < chunk;) {
+      const int64_t q = step + t0 + t, p = q % P, ow = p % OW, first_row = p / OW * s.stride_height;
+      const int64_t length = std::min({OW - ow, chunk - t, kVectorLanes});
+      runs[run_count++] = {
+          q / P * image_stride + first_row * W + ow * Stride, first_row, ow, length, t0 + t,
+          inside_begin <= ow && ow + length <= inside_end};
+      t += length;
+    }
+    for (int64_t panel = 0; panel < panels; ++panel) {
+      for (int64_t i = 0; i < width; ++i) {
+        const int64_t k = first + panel * width + i;
+        const int64_t c = k / (KH * KW), kh = k / KW % KH, kw = k % KW;
+        const TapRange taps = kw < kCachedTaps ? taps_of[kw] : tap_range(s, kw);
+        const int64_t ih_offset = kh * s.dilation_height - s.pad_top;
+        lane_of[i] = {c * H * W + ih_offset * W + taps.iw_offset, ih_offset, taps.ow_begin,
+                      taps.ow_end, i < lanes - panel * width};
+      }
+      float* panel_rows = buffer + panel * steps * width;
+      for (int64_t r = 0; r < run_count; ++r) {
+        const StepRun& run = runs[r];
+        const auto run_mask = static_cast<__mmask16>((1u << run.length) - 1);
+        for (int64_t v = 0; v < width / kVectorLanes; ++v) {
+          const RowLane* lane = lane_of + v * kVectorLanes;
+          __m512 block[16];
+#pragma GCC unroll 16
+          for (int64_t i = 0; i < 16; ++i) {
+            const RowLane& l = lane[i];
+            const int64_t ih = run.first_row + l.ih_offset;
+            __mmask16 mask = l.used && ih >= 0 && ih < H ? run_mask : 0;
+            if (!run.inside && mask != 0) {  // only the taps' columns of the run
+              const int64_t begin = std::max(l.ow_begin, run.ow);
+              const int64_t end = std::min(l.ow_end, run.ow + run.length);
+              mask = begin < end
+                         ? static_cast<__mmask16>(((1u << (end - begin)) - 1) << (begin - run.ow))
+                         : 0;
+            }
+            const float* from = address(op.x_group, run.offset + l.base);  // (step 0 of the run)
+            if constexpr (Stride == 1) {
+              block[i] = _mm512_maskz_loadu_ps(mask, from);
+            } else {
+              block[i] = load_every_second(_mm512_setzero_ps(), mask, from);
+            }
+          }
+          transpose_16x16(block);
+          float* out = panel_rows + run.at * width + v * kVectorLanes;
+          for (int64_t j = 0; j < run.length; ++j) _mm512_storeu_ps(out + j * width, block[j]);
+        }
+      }
+    }
+  }
+}
+
+// Whether the AVX-512 gathers take panels `width` wide at column stride `stride` on this CPU.
+bool avx512_gathers_take(int64_t width, int64_t stride) {
+  return cpu_has_avx512() && width % kVectorLanes == 0 && width <= kMaxPanelLanes &&
+         (stride == 1 || stride == 2);
+}
+
+}  // namespace
+
+bool pack_image_columns_avx512(const ImageColumns& op, int64_t first, int64_t lanes, int64_t step,
+                               int64_t steps, int64_t width, float* buffer) {
+  const int64_t stride = op.shape->stride_width;
+  if (!avx512_gathers_take(width, stride)) return false;
+  if (stride == 1) {
+    gather_columns_with_stride<1>(op, first, lanes, step, steps, width, buffer);
+  } else {
+    gather_columns_with_stride<2>(op, first, lanes, step, steps, width, buffer);
+  }
+  return true;
+}
+
+bool pack_image_rows_avx512(const ImageRows& op, int64_t first, int64_t lanes, int64_t step,
+                            int64_t steps, int64_t width, float* buffer) {
+  const int64_t stride = op.shape->stride_width;
+  if (!avx512_gathers_take(width, stride)) return false;
+  if (stride == 1) {
+    gather_rows<1>(op, first, lanes, step, steps, width, buffer);
+  } else {
+    gather_rows<2>(op, first, lanes, step, steps, width, buffer);
+  }
+  return true;
+}
+
+}  // namespace convgemm::detail
