@@ -123,6 +123,12 @@ void im2col_block(const Conv2dShape& s, const float* image, const ColumnBlock& b
 
 void col2im_block(const Conv2dShape& s, const float* x_col, const ColumnBlock& block, float* image,
                   int64_t ld) {
+  if (!col2im_block_avx512(s, x_col, block, image, ld))
+    col2im_block_portable(s, x_col, block, image, ld);
+}
+
+void col2im_block_portable(const Conv2dShape& s, const float* x_col, const ColumnBlock& block,
+                           float* image, int64_t ld) {
   const int64_t stride = s.stride_width;
   for_each_block_row(
       s, image, block,

@@ -36,9 +36,17 @@ void im2col_block(const Conv2dShape& shape, const float* image, const ColumnBloc
                   float* x_col);
 
 // Adds the block of X_col back into `image` [C/G, H, W]; entries in the padding are dropped.
-// The buffer's rows are `ld` floats apart (0: the block's columns, as above).
+// The buffer's rows are `ld` floats apart (0: the block's columns, as above). Every image
+// element gets its entries added one by one in ascending k (X_col row), in either form below.
 void col2im_block(const Conv2dShape& shape, const float* x_col, const ColumnBlock& block,
                   float* image, int64_t ld = 0);
+// col2im_block's two forms, named for the test that compares them: the portable one (X_col row
+// by row), and one in AVX-512 for column stride 1 (col2im_avx512.cpp: image row by row), which
+// writes nothing and returns false where the CPU or the shape has no such form.
+void col2im_block_portable(const Conv2dShape& shape, const float* x_col, const ColumnBlock& block,
+                           float* image, int64_t ld);
+bool col2im_block_avx512(const Conv2dShape& shape, const float* x_col, const ColumnBlock& block,
+                         float* image, int64_t ld);
 
 // True when X_col is the image itself (1x1 kernel, stride 1, no padding), so no lowering is
 // needed: X_col [C/G x H*W] is the group's input planes, with leading dimension H*W.

@@ -1,11 +1,13 @@
 // im2col / col2im: the lowering's layout on hand-worked cases, against the documented formula on
-// random shapes, and the two as each other's adjoint.
+// random shapes, and the two as each other's adjoint; col2im's two forms against each other
+// (white box: src/im2col.hpp).
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <random>
 
 #include "convgemm/im2col.hpp"
+#include "im2col.hpp"
 #include "support/compare.hpp"
 #include "support/seed.hpp"
 #include "support/shapes.hpp"
@@ -165,6 +167,38 @@ TEST(Col2im, IsTheAdjointOfIm2col) {
     const double abs_inner = test::dot(lowered(s, test::abs_of(x)), test::abs_of(c));
     ASSERT_TRUE(test::near(lhs, rhs, test::tolerance(s.kernel_height * s.kernel_width, abs_inner)));
   }
+}
+
+TEST(Col2im, BothFormsAddTheSameBitsInTheSameOrder) {
+  // col2im_block's AVX-512 form (image row by image row) against the portable one (X_col row by
+  // row) on random blocks of random shapes, half of them made column stride 1 so that it takes
+  // them: every element must get the same additions in the same order, so the bits are equal.
+  // A tenth of the image starts as -0, which only an addition of +0 would change.
+  std::mt19937_64 rng(test::test_seed());
+  SCOPED_TRACE(test::seed_description());
+  int avx512_cases = 0;
+  for (int i = 0; i < 400; ++i) {
+    Conv2dShape s = test::random_valid_shape(rng);
+    if (i % 2 == 0) s.stride_width = 1;
+    SCOPED_TRACE(s.to_string());
+    const int64_t K = s.gemm_k(), OH = s.out_height();
+    auto below = [&](int64_t n) { return std::uniform_int_distribution<int64_t>(0, n - 1)(rng); };
+    const int64_t k_begin = below(K), k_end = k_begin + 1 + below(K - k_begin);
+    const int64_t oh_begin = below(OH), oh_end = oh_begin + 1 + below(OH - oh_begin);
+    const detail::ColumnBlock block{k_begin, k_end, oh_begin, oh_end};
+    const int64_t ld = block.columns(s) + below(3);
+    const Tensor x_col = test::random_tensor(rng, (k_end - k_begin) * ld);
+    Tensor image = test::random_tensor(rng, image_elements(s));
+    for (float& v : image) {
+      if (below(10) == 0) v = -0.0f;
+    }
+    Tensor portable = image, avx512 = image;
+    detail::col2im_block_portable(s, x_col.data(), block, portable.data(), ld);
+    if (!detail::col2im_block_avx512(s, x_col.data(), block, avx512.data(), ld)) continue;
+    ++avx512_cases;
+    ASSERT_TRUE(test::bitwise_equal(avx512, portable));
+  }
+  if (avx512_cases == 0) GTEST_SKIP() << "this CPU has no AVX-512 form of col2im";
 }
 
 }  // namespace

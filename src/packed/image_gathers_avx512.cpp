@@ -21,6 +21,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "../avx512.hpp"
 #include "../im2col.hpp"
 #include "convgemm/detail/check.hpp"
 #include "operands.hpp"
@@ -28,20 +29,11 @@
 namespace convgemm::detail {
 namespace {
 
-#define CONVGEMM_AVX512 [[gnu::target("avx512f,avx512bw,avx512vl,avx512dq,bmi2")]]
-
 constexpr int64_t kVectorLanes = 16;
 constexpr int64_t kMaxVectors = 4;  // panels up to 64 lanes (BLIS's tiles are at most 32)
 constexpr int64_t kMaxPanelLanes = kVectorLanes * kMaxVectors;
 constexpr int64_t kGroupPanels = 8;  // panels whose runs are cut once and reused step by step
 constexpr int64_t kCachedTaps = 16;  // kernel columns whose tap ranges are computed once
-
-bool cpu_has_avx512() {
-  static const bool has = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                          __builtin_cpu_supports("avx512vl") &&
-                          __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("bmi2");
-  return has;
-}
 
 // ImageColumns: a panel row of 16·V lanes (positions) is assembled in V registers, one masked
 // load per run of lanes that read one image row, and stored whole; the registers start as zeros.
@@ -54,14 +46,6 @@ struct Run {
   int64_t ow, lane, length;  // its first output column and lane, and its length
   bool inside;               // every column of it reads inside the image at every kernel column
 };
-
-// base + offset floats, computed on integers: a masked load's base may lie before the image
-// (the lanes in front of its run are masked off), and forming that pointer by pointer
-// arithmetic would be undefined behaviour.
-inline const float* address(const float* base, int64_t offset) {
-  return reinterpret_cast<const float*>(reinterpret_cast<std::uintptr_t>(base) +
-                                        static_cast<std::uintptr_t>(offset) * sizeof(float));
-}
 
 // Lanes [begin, end) of a panel as a bit mask; 0 <= begin < end <= kMaxPanelLanes.
 inline uint64_t lane_mask(int64_t begin, int64_t end) {
