@@ -4,6 +4,18 @@
 // addresses their masked loads and stores start at. The library is built for the baseline
 // x86-64; these functions carry their own target and run only where cpu_has_avx512() says so.
 
+// GCC 12's intrinsics pass a self-initialised "undefined" vector as the merge operand of the
+// unmasked shuffles, which -W(maybe-)uninitialized flags (a false positive in its headers).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#include <immintrin.h>
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
 #include <cstdint>
 
 namespace convgemm::detail {

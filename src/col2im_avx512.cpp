@@ -7,15 +7,6 @@
 // (in ascending k, the portable form's order, so every element sees the same additions in the
 // same order and gets the same bits), and they are stored once. Lanes a row does not reach are
 // masked off, never added a zero (which would turn -0 into +0).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push  // (see packed/image_gathers_avx512.cpp)
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-#include <immintrin.h>
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
 
 #include <algorithm>
 #include <cstdint>

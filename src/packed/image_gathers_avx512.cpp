@@ -6,17 +6,6 @@
 // two-source permute). The portable gathers spent most of their time on runs that end inside a
 // panel, four floats and one bound check at a time. Copies only: the panels hold exactly the
 // floats of the portable gathers (test_packing compares both with X_col).
-// GCC 12's intrinsics pass a self-initialised "undefined" vector as the merge operand of the
-// unmasked shuffles, which -W(maybe-)uninitialized flags (a false positive in its headers).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-#include <immintrin.h>
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
 
 #include <algorithm>
 #include <cstdint>
