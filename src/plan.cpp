@@ -317,7 +317,11 @@ std::size_t Plan::workspace_bytes() const {
 std::string Plan::describe() const {
   if (blocking_.depthwise && shape_.layout == Layout::nhwc) return "depthwise direct kernels, nhwc";
   if (blocking_.depthwise) return "depthwise direct kernels";
-  if (runs_packed()) return describe_packed(*kernel_) + ", " + to_string(shape_.layout);
+  if (runs_packed()) {
+    return describe_packed(*kernel_) + ", " + to_string(shape_.layout) +
+           (packed_.data_as_forward ? ", backward_data as a forward convolution (flipped filter)"
+                                    : "");
+  }
   const auto name = [](GemmLibrary library) {
     return library == GemmLibrary::onednn ? std::string("onednn") : std::string("openblas");
   };

@@ -251,6 +251,90 @@ TEST_P(Packed, MatchesNaiveAtEveryTileAndReductionEdge) {
   }
 }
 
+TEST_P(Packed, BackwardDataAsAForwardConvolutionMatchesNaiveAtItsEdges) {
+  // A stride-1 backward_data with 32 or more input channels per group runs as the forward
+  // convolution of dy with the flipped filter (the plan says so), whose padding is the dilated
+  // kernel's extent minus the original's: every padding from 0 to that extent on each side
+  // (extent + 1 takes col2im again), its outputs (the input channels) around the tile widths,
+  // its reduction O * KH * KW around kc, small images side by side, groups, accumulation.
+  std::mt19937_64 rng(test::test_seed());
+  const int64_t mr = kernel().mr, nr = kernel().nr, kc = kernel().kc;
+  const auto runs_as_forward = [](const Conv2dShape& s) {
+    return Conv2d(s, {.gemm_backend = kPacked}).describe().find("as a forward convolution") !=
+           std::string::npos;
+  };
+  std::vector<Conv2dShape> shapes;
+  for (const int64_t pad : {0, 1, 2, 3, 4, 5}) {  // kernel 3x2, dilation 2x3: extents 4 and 3
+    Conv2dShape s{.batch = 2,
+                  .in_channels = 33,
+                  .in_height = 9,
+                  .in_width = 8,
+                  .out_channels = 5,
+                  .kernel_height = 3,
+                  .kernel_width = 2,
+                  .pad_top = pad,
+                  .pad_bottom = 4 - pad % 5,
+                  .pad_left = std::min<int64_t>(pad, 3),
+                  .pad_right = pad % 4,
+                  .dilation_height = 2,
+                  .dilation_width = 3,
+                  .layout = GetParam()};
+    EXPECT_EQ(runs_as_forward(s), pad <= 4) << s.to_string();  // pad_top 5: its pad' < 0
+    shapes.push_back(s);
+  }
+  std::set<int64_t> channels = {32, 2 * nr + 1, 3 * nr - 1, mr + 1, 2 * mr + 1};
+  for (const int64_t c : channels) {
+    if (c < 32) continue;
+    shapes.push_back(Conv2dShape{.batch = 3,
+                                 .in_channels = c,
+                                 .in_height = 4,
+                                 .in_width = 5,  // 20 positions: images side by side
+                                 .out_channels = 3,
+                                 .kernel_height = 3,
+                                 .kernel_width = 3,
+                                 .pad_top = 1,
+                                 .pad_bottom = 2,
+                                 .pad_left = 0,
+                                 .pad_right = 1,
+                                 .layout = GetParam()});
+  }
+  for (const int64_t depth : {kc - 2, kc, kc + 2}) {  // O * 2 taps
+    shapes.push_back(Conv2dShape{.batch = 1,
+                                 .in_channels = 40,
+                                 .in_height = 3,
+                                 .in_width = 6,
+                                 .out_channels = depth / 2,
+                                 .kernel_height = 1,
+                                 .kernel_width = 2,
+                                 .pad_right = 1,
+                                 .layout = GetParam()});
+  }
+  shapes.push_back(Conv2dShape{.batch = 2,
+                               .in_channels = 64,
+                               .in_height = 7,
+                               .in_width = 6,
+                               .out_channels = 6,
+                               .kernel_height = 2,
+                               .kernel_width = 3,
+                               .pad_top = 1,
+                               .pad_left = 2,
+                               .pad_right = 1,
+                               .groups = 2,
+                               .layout = GetParam()});
+  for (const Conv2dShape& s : shapes) {
+    SCOPED_TRACE(s.to_string());
+    if (s.pad_top != 5) {  // (all but the one above)
+      EXPECT_TRUE(runs_as_forward(s));
+    }
+    for (const bool accumulate : {false, true}) {
+      const Conv2dOptions options{
+          .accumulate_gradients = accumulate, .num_threads = 3, .gemm_backend = kPacked};
+      SCOPED_TRACE(test::describe(options));
+      test::expect_backward_data_matches_naive(s, options, rng);
+    }
+  }
+}
+
 TEST_P(Packed, ImageOfABatchGivesTheBitsItGivesAlone) {
   std::mt19937_64 rng(test::test_seed());
   std::vector<Conv2dShape> shapes = in_layout(split_shapes());

@@ -51,18 +51,6 @@ struct PrepackedPanels {
 };
 // Floats PrepackedPanels needs for `lanes` x `depth` at this width.
 int64_t prepacked_floats(int64_t lanes, int64_t depth, int64_t width);
-// Packs all of `source` (lanes x depth) into `dst` in PrepackedPanels's order.
-template <class Source>
-void prepack(const Source& source, int64_t lanes, int64_t depth, int64_t width, int64_t kc,
-             float* dst) {
-  const int64_t lane_count = (lanes + width - 1) / width * width;
-  for (int64_t step = 0; step < depth; step += kc) {
-    const int64_t steps = depth - step < kc ? depth - step : kc;
-    float* block = dst + step * lane_count;
-    const float* packed = source.panels(0, lanes, step, steps, width, block);
-    (void)packed;  // written into `block`, the buffer given
-  }
-}
 
 // X_col of one image and group as B of forward: lanes are output positions p = oh * OW + ow,
 // steps the rows k = (c, kh, kw); entry = x_group[c, oh*sh - pt + kh*dh, ow*sw - pl + kw*dw], or

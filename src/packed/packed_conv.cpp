@@ -6,7 +6,9 @@
 #include "../im2col.hpp"
 #include "bias_write_back.hpp"
 #include "convgemm/detail/check.hpp"
+#include "flipped_filter.hpp"
 #include "operands.hpp"
+#include "prepacked_weights.hpp"
 
 namespace convgemm::detail {
 namespace {
@@ -39,6 +41,21 @@ int64_t lanes_per_range(int64_t lanes, int64_t parts, int64_t width) {
   return round_up(ceil_div(lanes, std::max<int64_t>(parts, 1)), width);
 }
 
+// forward's split for `wanted` tasks: small images side by side, then ranges of positions in
+// multiples of the positions' panel width.
+ForwardSplit split_forward(const Conv2dShape& s, int64_t wanted, int64_t width) {
+  const int64_t N = s.batch, G = s.groups, M = s.gemm_m(), P = s.gemm_p();
+  ForwardSplit split;
+  if (P <= kSmallImagePositions) {
+    split.images = std::clamp<int64_t>(kForwardBlockFloats / (M * P), 1, N);
+  }
+  const int64_t lanes = split.images * P;
+  split.positions_per_range =
+      lanes_per_range(lanes, ceil_div(wanted, ceil_div(N, split.images) * G), width);
+  split.position_ranges = ceil_div(lanes, split.positions_per_range);
+  return split;
+}
+
 }  // namespace
 
 int64_t data_block_columns(const PackedBlocking& b, int64_t OW, int64_t P) {
@@ -56,13 +73,9 @@ PackedBlocking choose_packed_blocking(const Conv2dShape& s, const MicroKernel& k
   const int64_t wanted = kTasksPerSlot * std::max(slots, 1);
   PackedBlocking b;
 
-  if (P <= kSmallImagePositions) {
-    b.forward_images = std::clamp<int64_t>(kForwardBlockFloats / (M * P), 1, N);
-  }
-  const int64_t forward_lanes = b.forward_images * P;
-  b.positions_per_range =
-      lanes_per_range(forward_lanes, ceil_div(wanted, ceil_div(N, b.forward_images) * G), wb);
-  b.forward_position_ranges = ceil_div(forward_lanes, b.positions_per_range);
+  b.forward = split_forward(s, wanted, wb);
+  b.data_as_forward = data_gradient_is_a_forward(s);
+  if (b.data_as_forward) b.data_forward = split_forward(data_gradient_forward_shape(s), wanted, wb);
 
   const int64_t group_inputs = s.in_channels / G;
   const int64_t by_rows = std::clamp<int64_t>(ceil_div(kDataBlockRows, T), 1, group_inputs);
@@ -81,8 +94,10 @@ PackedBlocking choose_packed_blocking(const Conv2dShape& s, const MicroKernel& k
   b.weight_ranges = ceil_div(b.weight_ranges_of_outputs ? M : K, b.weight_lanes_per_range);
 
   // Packed blocks as large as BLIS's, but no larger than any task's lanes need.
-  const PassLanes forward{M, b.positions_per_range};
-  const PassLanes data{b.channels_per_range * T, data_block_columns(b, OW, P)};
+  const PassLanes forward{M, b.forward.positions_per_range};
+  const PassLanes data = b.data_as_forward
+                             ? PassLanes{group_inputs, b.data_forward.positions_per_range}
+                             : PassLanes{b.channels_per_range * T, data_block_columns(b, OW, P)};
   const PassLanes passes[] = {nhwc ? PassLanes{forward.cols, forward.rows} : forward,
                               nhwc ? PassLanes{data.cols, data.rows} : data,
                               b.weight_ranges_of_outputs ? PassLanes{b.weight_lanes_per_range, K}
@@ -105,6 +120,7 @@ PackedBlocking choose_packed_blocking(const Conv2dShape& s, const MicroKernel& k
   }
 
   const auto data_weight_floats = [&] {
+    if (b.data_as_forward) return G * prepacked_floats(group_inputs, M * T, weight_width);
     return G * b.channel_ranges * prepacked_floats(b.channels_per_range * T, M, weight_width);
   };
   const auto size_weights = [&] {
@@ -117,10 +133,14 @@ PackedBlocking choose_packed_blocking(const Conv2dShape& s, const MicroKernel& k
     b.row_buffer_floats = round_up(mc * kernel.kc, kAlignFloats);
     b.col_buffer_floats = round_up(kernel.kc * nc, kAlignFloats);
     // (nhwc writes y in place: its positions are uniformly strided across images)
-    const int64_t forward_block = !nhwc && b.forward_images > 1 ? M * b.positions_per_range : 0;
-    const int64_t data_block =
-        std::max(forward_block, b.channels_per_range * T * data_block_columns(b, OW, P));
-    b.slot_floats = b.row_buffer_floats + b.col_buffer_floats + round_up(data_block, kAlignFloats);
+    const auto forward_block = [&](const ForwardSplit& split, int64_t outputs) {
+      return !nhwc && split.images > 1 ? outputs * split.positions_per_range : 0;
+    };
+    const int64_t data_block = b.data_as_forward
+                                   ? forward_block(b.data_forward, group_inputs)
+                                   : b.channels_per_range * T * data_block_columns(b, OW, P);
+    const int64_t block = std::max(forward_block(b.forward, M), data_block);
+    b.slot_floats = b.row_buffer_floats + b.col_buffer_floats + round_up(block, kAlignFloats);
   };
   size_slots();
   if (workspace_limit == 0) return b;
@@ -153,29 +173,23 @@ SlotBuffers slot_buffers(const PackedBlocking& b, float* workspace, int slot) {
   return {base, base + b.row_buffer_floats, base + b.row_buffer_floats + b.col_buffer_floats};
 }
 
-void packed_forward(const Conv2dShape& s, const MicroKernel& kernel, const PackedBlocking& b,
-                    WorkerPool& pool, const float* x, const float* w, const float* bias, float* y,
-                    bool accumulate, bool weights_packed, float* workspace) {
+namespace {
+
+// forward's tasks (split as `split` says) on each group's W packed at the workspace's start.
+void forward_tasks(const Conv2dShape& s, const MicroKernel& kernel, const ForwardSplit& split,
+                   const PackedBlocking& b, WorkerPool& pool, const float* x, const float* bias,
+                   float* y, bool accumulate, float* workspace) {
   const int64_t G = s.groups, M = s.gemm_m(), K = s.gemm_k(), P = s.gemm_p();
   const int64_t C = s.in_channels, O = s.out_channels, HW = s.in_height * s.in_width;
   const int64_t wa = a_panel_width(kernel), lane_count = round_up(M, wa);
   const int64_t group_floats = prepacked_floats(M, K, wa);
-  // W packed once per call, reduction block by block, shared by every task below.
-  const int64_t k_blocks = ceil_div(K, kernel.kc);
-  if (!weights_packed)
-    pool.run(G * k_blocks, [&](int64_t task, int) {
-      const int64_t g = task / k_blocks, step = task % k_blocks * kernel.kc;
-      const LanesAcrossRows weights{w + g * M * K, K, /*per_image=*/K, /*image_stride=*/0};
-      weights.panels(0, M, step, std::min(kernel.kc, K - step), wa,
-                     workspace + g * group_floats + step * lane_count);
-    });
-  const int64_t ranges = b.forward_position_ranges, images = b.forward_images;
+  const int64_t ranges = split.position_ranges, images = split.images;
   pool.run(ceil_div(s.batch, images) * G * ranges, [&](int64_t task, int slot) {
     const int64_t range = task % ranges, g = task / ranges % G, n = task / ranges / G * images;
     const int64_t lanes = std::min(images, s.batch - n) * P;
-    const int64_t lane_begin = range * b.positions_per_range;
+    const int64_t lane_begin = range * split.positions_per_range;
     if (lane_begin >= lanes) return;  // (the last group of images may be smaller)
-    const int64_t lane_end = std::min(lanes, lane_begin + b.positions_per_range);
+    const int64_t lane_end = std::min(lanes, lane_begin + split.positions_per_range);
     const PrepackedPanels weights{workspace + g * group_floats, lane_count, kernel.kc};
     const ImageColumns columns{&s, x + (n * C + g * (C / G)) * HW, lane_begin};
     const float* bias_group = bias != nullptr ? bias + g * M : nullptr;
@@ -224,12 +238,41 @@ void packed_forward(const Conv2dShape& s, const MicroKernel& kernel, const Packe
   });
 }
 
+}  // namespace
+
+void packed_forward(const Conv2dShape& s, const MicroKernel& kernel, const PackedBlocking& b,
+                    WorkerPool& pool, const float* x, const float* w, const float* bias, float* y,
+                    bool accumulate, bool weights_packed, float* workspace) {
+  const int64_t M = s.gemm_m(), K = s.gemm_k();
+  if (!weights_packed) {  // once per call, shared by every task
+    prepack_weights(
+        kernel, pool, s.groups, M, K, a_panel_width(kernel),
+        [&](int64_t g) {
+          return LanesAcrossRows{w + g * M * K, K, /*per_image=*/K, 0};
+        },
+        workspace);
+  }
+  forward_tasks(s, kernel, b.forward, b, pool, x, bias, y, accumulate, workspace);
+}
+
 void packed_backward_data(const Conv2dShape& s, const MicroKernel& kernel, const PackedBlocking& b,
                           WorkerPool& pool, const float* dy, const float* w, float* dx,
                           bool accumulate, float* workspace) {
   const int64_t G = s.groups, M = s.gemm_m(), K = s.gemm_k(), P = s.gemm_p();
   const int64_t C = s.in_channels, O = s.out_channels, HW = s.in_height * s.in_width;
   const int64_t OH = s.out_height(), OW = s.out_width(), T = s.kernel_height * s.kernel_width;
+  if (b.data_as_forward) {
+    const Conv2dShape as_forward = data_gradient_forward_shape(s);
+    prepack_weights(
+        kernel, pool, G, C / G, M * T, a_panel_width(kernel),
+        [&](int64_t g) {
+          return FlippedFilter{&s, w + g * M * K};
+        },
+        workspace);
+    forward_tasks(as_forward, kernel, b.data_forward, b, pool, dy, nullptr, dx, accumulate,
+                  workspace);
+    return;
+  }
   const int64_t ranges = b.channel_ranges, group_inputs = C / G;
   const int64_t wa = a_panel_width(kernel);
   // W^T packed range by range (each range's lanes start on a panel).

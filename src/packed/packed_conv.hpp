@@ -27,13 +27,22 @@
 
 namespace convgemm::detail {
 
+// How forward cuts its work: tasks (group of images, group, range of positions); a range covers
+// the positions of the group's images one after the other. With several images, tiles cross
+// images, so nchw's land in the slot's block buffer and are copied to y (with the bias)
+// afterwards.
+struct ForwardSplit {
+  int64_t images = 1;
+  int64_t position_ranges = 1, positions_per_range = 1;
+};
+
 // How the packed passes cut their work; chosen once by the plan.
 struct PackedBlocking {
-  // forward: tasks (group of images, group, range of positions); a range covers the positions
-  // of the group's images one after the other. With several images, tiles cross images, so
-  // they land in the slot's block buffer and are copied to y (with the bias) afterwards.
-  int64_t forward_images = 1;
-  int64_t forward_position_ranges = 1, positions_per_range = 1;
+  ForwardSplit forward;
+  // backward_data of a stride-1 shape runs as a forward convolution (flipped_filter.hpp) when
+  // data_as_forward is set, cut as data_forward says; otherwise as below.
+  bool data_as_forward = false;
+  ForwardSplit data_forward;
   // backward_data: tasks (image, group, range of input channels), each a sequence of blocks of
   // output rows (fixed by the shape: the order col2im adds them in)
   int64_t channels_per_range = 1, channel_ranges = 1, rows_per_block = 1;
@@ -48,7 +57,7 @@ struct PackedBlocking {
   PackBlocks blocks{1, 1};  // lanes per packed block (bits do not depend on them)
   // The packed weights, shared by the tasks of one call: forward's W (lanes output channels),
   // or backward_data's W^T (lanes X_col rows), packed per channel range so that each range
-  // starts on a panel.
+  // starts on a panel, or its flipped filter.
   int64_t packed_weight_floats = 0;
   int64_t slot_floats = 0;  // per worker: row and column buffers, backward_data's block
   int64_t row_buffer_floats = 0, col_buffer_floats = 0;

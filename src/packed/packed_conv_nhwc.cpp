@@ -16,9 +16,11 @@
 
 #include "bias_write_back.hpp"
 #include "convgemm/detail/check.hpp"
+#include "flipped_filter.hpp"
 #include "nhwc_taps.hpp"
 #include "operands.hpp"
 #include "packed_conv.hpp"
+#include "prepacked_weights.hpp"
 
 namespace convgemm::detail {
 namespace {
@@ -48,32 +50,22 @@ void add_block_to_image(const Conv2dShape& s, const float* block, int64_t channe
   }
 }
 
-}  // namespace
-
-void packed_forward_nhwc(const Conv2dShape& s, const MicroKernel& kernel, const PackedBlocking& b,
-                         WorkerPool& pool, const float* x, const float* w, const float* bias,
-                         float* y, bool accumulate, bool weights_packed, float* workspace) {
+// forward's tasks (split as `split` says) on each group's W^T packed at the workspace's start.
+void forward_tasks(const Conv2dShape& s, const MicroKernel& kernel, const ForwardSplit& split,
+                   const PackedBlocking& b, WorkerPool& pool, const float* x, const float* bias,
+                   float* y, bool accumulate, float* workspace) {
   const int64_t G = s.groups, M = s.gemm_m(), K = s.gemm_k(), P = s.gemm_p();
   const int64_t O = s.out_channels, image_floats = s.in_height * s.in_width * s.in_channels;
   const int64_t group_channels = s.in_channels / G;
   const int64_t wb = b_panel_width(kernel), lane_count = round_up(M, wb);
   const int64_t group_floats = prepacked_floats(M, K, wb);
-  // W^T packed once per call, reduction block by block (an OHWI row is W_g's row k by k).
-  const int64_t k_blocks = ceil_div(K, kernel.kc);
-  if (!weights_packed)
-    pool.run(G * k_blocks, [&](int64_t task, int) {
-      const int64_t g = task / k_blocks, step = task % k_blocks * kernel.kc;
-      const LanesAcrossRows weights{w + g * M * K, K, /*per_image=*/K, /*image_stride=*/0};
-      weights.panels(0, M, step, std::min(kernel.kc, K - step), wb,
-                     workspace + g * group_floats + step * lane_count);
-    });
-  const int64_t ranges = b.forward_position_ranges, images = b.forward_images;
+  const int64_t ranges = split.position_ranges, images = split.images;
   pool.run(ceil_div(s.batch, images) * G * ranges, [&](int64_t task, int slot) {
     const int64_t range = task % ranges, g = task / ranges % G, n = task / ranges / G * images;
     const int64_t lanes = std::min(images, s.batch - n) * P;
-    const int64_t lane_begin = range * b.positions_per_range;
+    const int64_t lane_begin = range * split.positions_per_range;
     if (lane_begin >= lanes) return;  // (the last group of images may be smaller)
-    const int64_t lane_end = std::min(lanes, lane_begin + b.positions_per_range);
+    const int64_t lane_end = std::min(lanes, lane_begin + split.positions_per_range);
     const PrepackedPanels weights{workspace + g * group_floats, lane_count, kernel.kc};
     const NhwcImageColumns columns{&s, x + n * image_floats + g * group_channels, lane_begin};
     const float* bias_group = bias != nullptr ? bias + g * M : nullptr;
@@ -90,6 +82,23 @@ void packed_forward_nhwc(const Conv2dShape& s, const MicroKernel& kernel, const 
   });
 }
 
+}  // namespace
+
+void packed_forward_nhwc(const Conv2dShape& s, const MicroKernel& kernel, const PackedBlocking& b,
+                         WorkerPool& pool, const float* x, const float* w, const float* bias,
+                         float* y, bool accumulate, bool weights_packed, float* workspace) {
+  const int64_t M = s.gemm_m(), K = s.gemm_k();
+  if (!weights_packed) {  // once per call, shared by every task (an OHWI row is W_g's row k by k)
+    prepack_weights(
+        kernel, pool, s.groups, M, K, b_panel_width(kernel),
+        [&](int64_t g) {
+          return LanesAcrossRows{w + g * M * K, K, /*per_image=*/K, 0};
+        },
+        workspace);
+  }
+  forward_tasks(s, kernel, b.forward, b, pool, x, bias, y, accumulate, workspace);
+}
+
 void packed_backward_data_nhwc(const Conv2dShape& s, const MicroKernel& kernel,
                                const PackedBlocking& b, WorkerPool& pool, const float* dy,
                                const float* w, float* dx, bool accumulate, float* workspace) {
@@ -97,6 +106,18 @@ void packed_backward_data_nhwc(const Conv2dShape& s, const MicroKernel& kernel,
   const int64_t O = s.out_channels, OH = s.out_height(), OW = s.out_width();
   const int64_t T = s.kernel_height * s.kernel_width, group_channels = s.in_channels / G;
   const int64_t ranges = b.channel_ranges, wb = b_panel_width(kernel);
+  if (b.data_as_forward) {
+    const Conv2dShape as_forward = data_gradient_forward_shape(s);
+    prepack_weights(
+        kernel, pool, G, group_channels, M * T, wb,
+        [&](int64_t g) {
+          return FlippedFilter{&s, w + g * M * K};
+        },
+        workspace);
+    forward_tasks(as_forward, kernel, b.data_forward, b, pool, dy, nullptr, dx, accumulate,
+                  workspace);
+    return;
+  }
   auto range_channels = [&](int64_t range) {
     return std::min(group_channels, (range + 1) * b.channels_per_range) -
            range * b.channels_per_range;

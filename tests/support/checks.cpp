@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "convgemm/naive.hpp"
 #include "support/compare.hpp"
 #include "support/layout.hpp"
@@ -36,7 +38,10 @@ void expect_backward_data_matches_naive(const Conv2dShape& shape, const Conv2dOp
                                         std::mt19937_64& rng) {
   const Tensor dy = random_tensor(rng, shape.output_elements());
   const Tensor w = random_tensor(rng, shape.weight_elements());
-  Tensor dx = nan_tensor(shape.input_elements());
+  const bool accumulate = options.accumulate_gradients;
+  const Tensor prior = accumulate ? random_tensor(rng, shape.input_elements())
+                                  : filled_tensor(shape.input_elements(), 0.0f);
+  Tensor dx = accumulate ? to_layout(shape, Role::input, prior) : nan_tensor(prior.size());
   Conv2d conv(shape, options);
   conv.backward_data(to_layout(shape, Role::output, dy).data(),
                      to_layout(shape, Role::weights, w).data(), dx.data());
@@ -48,8 +53,13 @@ void expect_backward_data_matches_naive(const Conv2dShape& shape, const Conv2dOp
   const Tensor abs_dy = abs_of(dy), abs_w = abs_of(w);
   naive::conv2d_backward_data(nchw, abs_dy.data(), abs_w.data(), abs_terms.data());
   EXPECT_TRUE(reference_is_trusted(reference, abs_terms));
+  // Accumulating, the prior is one more term of the sum.
+  for (std::size_t i = 0; i < dx.size(); ++i) {
+    reference[i] += prior[i];
+    abs_terms[i] += std::abs(prior[i]);
+  }
   const int64_t k = shape.gemm_m() * shape.kernel_height * shape.kernel_width;
-  EXPECT_TRUE(matches_reference(dx, reference, abs_terms, k));
+  EXPECT_TRUE(matches_reference(dx, reference, abs_terms, k + (accumulate ? 1 : 0)));
 }
 
 void expect_backward_weights_matches_naive(const Conv2dShape& shape, const Conv2dOptions& options,

@@ -17,6 +17,8 @@ namespace convgemm::test {
 void expect_forward_matches_naive(const Conv2dShape& shape, const Conv2dOptions& options,
                                   std::mt19937_64& rng, bool with_bias);
 
+// With options.accumulate_gradients, dx starts as random values instead, and must end as them
+// plus the reference.
 void expect_backward_data_matches_naive(const Conv2dShape& shape, const Conv2dOptions& options,
                                         std::mt19937_64& rng);
 

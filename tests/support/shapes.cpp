@@ -155,6 +155,20 @@ Conv2dShape random_valid_shape(std::mt19937_64& rng, ShapeKind kind) {
       random_padding(rng, s);
       random_input_size(rng, s);
       break;
+    case ShapeKind::wide_stride_one:
+      s.groups = uniform(rng, 1, 2);
+      s.in_channels = s.groups * uniform(rng, 32, 40);
+      s.out_channels = s.groups * uniform(rng, 1, 6);
+      random_kernel(rng, s, /*max_kernel=*/3);
+      s.stride_height = s.stride_width = 1;
+      s.dilation_height = uniform(rng, 1, 2);
+      s.dilation_width = uniform(rng, 1, 2);
+      s.pad_top = uniform(rng, 0, (s.kernel_height - 1) * s.dilation_height);
+      s.pad_bottom = uniform(rng, 0, (s.kernel_height - 1) * s.dilation_height);
+      s.pad_left = uniform(rng, 0, (s.kernel_width - 1) * s.dilation_width);
+      s.pad_right = uniform(rng, 0, (s.kernel_width - 1) * s.dilation_width);
+      random_input_size(rng, s);
+      break;
   }
   make_informative(s);
   s.validate();  // a throw here is a bug of this generator, reported with the shape

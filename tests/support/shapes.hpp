@@ -26,6 +26,9 @@ enum class ShapeKind {
   padding_exceeds_kernel,  // some padding > kernel: rows and columns that read only zeros
   dilated_strided,         // dilation 2..3 together with stride 2..3
   awkward_channels,        // 23 -> 19 channels, groups 1
+  wide_stride_one,         // 32..40 input channels per group, stride 1, padding at most the
+                           // dilated kernel's extent: where packed backward_data runs as a
+                           // forward convolution with the flipped filter
 };
 inline constexpr ShapeKind kAllShapeKinds[] = {ShapeKind::general,
                                                ShapeKind::depthwise,
@@ -35,7 +38,8 @@ inline constexpr ShapeKind kAllShapeKinds[] = {ShapeKind::general,
                                                ShapeKind::kernel_equals_input,
                                                ShapeKind::padding_exceeds_kernel,
                                                ShapeKind::dilated_strided,
-                                               ShapeKind::awkward_channels};
+                                               ShapeKind::awkward_channels,
+                                               ShapeKind::wide_stride_one};
 
 // A shape of the given kind; the first overload cycles through the kinds uniformly at random.
 Conv2dShape random_valid_shape(std::mt19937_64& rng);
