@@ -15,6 +15,7 @@
 
 #include "convgemm/conv2d.hpp"
 #include "packed/micro_kernel.hpp"
+#include "packed/packed_conv.hpp"
 #include "support/checks.hpp"
 #include "support/compare.hpp"
 #include "support/seed.hpp"
@@ -83,7 +84,7 @@ void expect_bitwise_equal(const Results& a, const Results& b) {
 
 // Shapes large enough that every pass is cut into several tasks and its reductions into several
 // kc blocks on every kernel (K = 432 > 384, N*P >= 1200, O = 400 for backward_data), plus
-// grouping, striding and dilation.
+// grouping, striding, dilation and a chunked weight-gradient reduction.
 std::vector<Conv2dShape> split_shapes() {
   Conv2dShape resnet_like{.batch = 3,
                           .in_channels = 48,
@@ -117,7 +118,16 @@ std::vector<Conv2dShape> split_shapes() {
                            .kernel_height = 2,
                            .kernel_width = 2};
   wide_outputs.pad_left = 1;
-  return {resnet_like, grouped_strided, wide_outputs};
+  // A small dW over a long reduction (3 * 2304 positions): backward_weights cuts it into chunks.
+  Conv2dShape long_reduction{.batch = 3,
+                             .in_channels = 4,
+                             .in_height = 48,
+                             .in_width = 48,
+                             .out_channels = 6,
+                             .kernel_height = 3,
+                             .kernel_width = 3};
+  long_reduction.set_padding(1);
+  return {resnet_like, grouped_strided, wide_outputs, long_reduction};
 }
 
 // Shapes that take the packed path in `layout` (depthwise ones keep their direct kernels).
@@ -335,6 +345,35 @@ TEST_P(Packed, BackwardDataAsAForwardConvolutionMatchesNaiveAtItsEdges) {
   }
 }
 
+TEST_P(Packed, BackwardWeightsOfASmallFilterMatchesNaiveInEveryChunkingOfItsReduction) {
+  // A small dW sums its reduction in chunks fixed by the shape (white box: the plan's blocking
+  // says how many): one chunk, two, the last one a single step, several; accumulating too.
+  std::mt19937_64 rng(test::test_seed());
+  std::set<int64_t> chunk_counts;
+  for (const int64_t positions : {1000, 4095, 4096, 4097, 7 * 1024 + 1, 40000}) {
+    const Conv2dShape s{.batch = 1,
+                        .in_channels = 2,
+                        .in_height = positions,
+                        .in_width = 1,
+                        .out_channels = 3,
+                        .kernel_height = 2,
+                        .kernel_width = 1,
+                        .pad_bottom = 1,
+                        .layout = GetParam()};
+    SCOPED_TRACE(s.to_string());
+    int slots = 2;
+    const auto blocking = detail::choose_packed_blocking(s, kernel(), slots, 0, 0);
+    chunk_counts.insert(blocking.weight_chunks);
+    for (const bool accumulate : {false, true}) {
+      const Conv2dOptions options{
+          .accumulate_gradients = accumulate, .num_threads = 2, .gemm_backend = kPacked};
+      SCOPED_TRACE(test::describe(options));
+      test::expect_backward_weights_matches_naive(s, options, rng, /*with_bias=*/true);
+    }
+  }
+  EXPECT_GE(chunk_counts.size(), 3u) << "one chunk, two and more";
+}
+
 TEST_P(Packed, ImageOfABatchGivesTheBitsItGivesAlone) {
   std::mt19937_64 rng(test::test_seed());
   std::vector<Conv2dShape> shapes = in_layout(split_shapes());
@@ -403,7 +442,7 @@ TEST_P(Packed, SameBitsForEveryBlockSizeAndWorkspaceLimitDownToTheSmallest) {
                           .kernel_height = 3,
                           .kernel_width = 3};
   resnet_like.set_padding(1);
-  std::vector<Conv2dShape> shapes = {in_layout(resnet_like)};
+  std::vector<Conv2dShape> shapes = {in_layout(resnet_like), in_layout(split_shapes().back())};
   for (int i = 0; i < 6; ++i) shapes.push_back(random_packed_shape(rng, GetParam()));
   for (const Conv2dShape& s : shapes) {
     SCOPED_TRACE(s.to_string());

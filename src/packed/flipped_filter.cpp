@@ -15,12 +15,9 @@ constexpr int64_t kMinForwardOutputs = 32;
 bool data_gradient_is_a_forward(const Conv2dShape& s) {
   const int64_t extent_h = (s.kernel_height - 1) * s.dilation_height;
   const int64_t extent_w = (s.kernel_width - 1) * s.dilation_width;
-  const bool nchw_pointwise = s.layout == Layout::nchw && s.kernel_height == 1 &&
-                              s.kernel_width == 1 && s.pad_top + s.pad_bottom == 0 &&
-                              s.pad_left + s.pad_right == 0;
   return s.in_channels / s.groups >= kMinForwardOutputs && s.stride_height == 1 &&
          s.stride_width == 1 && s.pad_top <= extent_h && s.pad_bottom <= extent_h &&
-         s.pad_left <= extent_w && s.pad_right <= extent_w && !nchw_pointwise;
+         s.pad_left <= extent_w && s.pad_right <= extent_w;
 }
 
 Conv2dShape data_gradient_forward_shape(const Conv2dShape& s) {

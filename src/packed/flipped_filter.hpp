@@ -17,9 +17,10 @@
 namespace convgemm::detail {
 
 // Whether the packed backward_data of `s` runs as that forward convolution: stride 1, every
-// padding at most (kernel - 1) * dilation, at least 32 input channels per group (the forward
-// convolution's outputs), and not an nchw pointwise shape (whose dX_col is dX already: its GEMM
-// writes dx in place). A rule on the shape alone, so the route never depends on the batch.
+// padding at most (kernel - 1) * dilation, and at least 32 input channels per group (the forward
+// convolution's outputs). A rule on the shape alone, so the route never depends on the batch.
+// (An nchw pointwise shape's dX_col is dX itself, but the forward convolution's tasks split its
+// positions, which share the packed filter, where channel ranges would each pack all of dy.)
 bool data_gradient_is_a_forward(const Conv2dShape& s);
 
 // The forward convolution above, for a shape data_gradient_is_a_forward accepts: batch, groups,

@@ -9,6 +9,7 @@
 #include "flipped_filter.hpp"
 #include "operands.hpp"
 #include "prepacked_weights.hpp"
+#include "weight_gradient_tasks.hpp"
 
 namespace convgemm::detail {
 namespace {
@@ -26,6 +27,15 @@ constexpr int64_t kTasksPerSlot = 2;
 // (k, position) order and the blocks in order, so where a block ends is part of each dX sum.
 constexpr int64_t kDataBlockRows = 96;
 constexpr int64_t kDataBlockPositions = 1024;
+
+// backward_weights cuts its reduction into chunks when dW_g has at most kChunkedWeightFloats
+// (the lane ranges would be few and each would pack all of the other operand): chunks of at
+// least kWeightChunkSteps positions, at most kMostWeightChunks of them, and partial dWs of at
+// most kWeightPartialFloats in all.
+constexpr int64_t kChunkedWeightFloats = 64 << 10;
+constexpr int64_t kWeightChunkSteps = 2048;
+constexpr int64_t kMostWeightChunks = 16;
+constexpr int64_t kWeightPartialFloats = 256 << 10;
 
 // forward puts several images side by side when one has at most this many positions (14x14),
 // as many as keep the block buffer of M x positions within kForwardBlockFloats (1 MiB).
@@ -92,6 +102,12 @@ PackedBlocking choose_packed_blocking(const Conv2dShape& s, const MicroKernel& k
                                  ? lanes_per_range(M, ceil_div(wanted, G), wa)
                                  : lanes_per_range(K, ceil_div(wanted, G), wb);
   b.weight_ranges = ceil_div(b.weight_ranges_of_outputs ? M : K, b.weight_lanes_per_range);
+  if (M * K <= kChunkedWeightFloats) {
+    const int64_t most = std::min(kMostWeightChunks, 1 + kWeightPartialFloats / (G * M * K));
+    const int64_t chunks = std::clamp<int64_t>(N * P / kWeightChunkSteps, 1, most);
+    b.weight_chunk_steps = ceil_div(N * P, chunks);
+    b.weight_chunks = ceil_div(N * P, b.weight_chunk_steps);
+  }
 
   // Packed blocks as large as BLIS's, but no larger than any task's lanes need.
   const PassLanes forward{M, b.forward.positions_per_range};
@@ -100,8 +116,10 @@ PackedBlocking choose_packed_blocking(const Conv2dShape& s, const MicroKernel& k
                              : PassLanes{b.channels_per_range * T, data_block_columns(b, OW, P)};
   const PassLanes passes[] = {nhwc ? PassLanes{forward.cols, forward.rows} : forward,
                               nhwc ? PassLanes{data.cols, data.rows} : data,
-                              b.weight_ranges_of_outputs ? PassLanes{b.weight_lanes_per_range, K}
-                                                         : PassLanes{M, b.weight_lanes_per_range}};
+                              b.weight_chunks > 1 ? PassLanes{M, K}
+                              : b.weight_ranges_of_outputs
+                                  ? PassLanes{b.weight_lanes_per_range, K}
+                                  : PassLanes{M, b.weight_lanes_per_range}};
   int64_t mc = kernel.mr, nc = kernel.nr;
   for (const PassLanes& lanes : passes) {
     const int64_t kernel_rows = kernel.prefers_rows ? lanes.rows : lanes.cols;
@@ -123,9 +141,11 @@ PackedBlocking choose_packed_blocking(const Conv2dShape& s, const MicroKernel& k
     if (b.data_as_forward) return G * prepacked_floats(group_inputs, M * T, weight_width);
     return G * b.channel_ranges * prepacked_floats(b.channels_per_range * T, M, weight_width);
   };
+  const int64_t weight_partials = (b.weight_chunks - 1) * G * M * K;
   const auto size_weights = [&] {
     b.packed_weight_floats = round_up(
-        std::max(G * prepacked_floats(M, K, weight_width), data_weight_floats()), kAlignFloats);
+        std::max({G * prepacked_floats(M, K, weight_width), data_weight_floats(), weight_partials}),
+        kAlignFloats);
   };
   size_weights();
   const auto size_slots = [&] {
@@ -370,21 +390,16 @@ void packed_backward_data(const Conv2dShape& s, const MicroKernel& kernel, const
 void packed_backward_weights(const Conv2dShape& s, const MicroKernel& kernel,
                              const PackedBlocking& b, WorkerPool& pool, const float* x,
                              const float* dy, float* dw, bool accumulate, float* workspace) {
-  const int64_t G = s.groups, M = s.gemm_m(), K = s.gemm_k(), P = s.gemm_p();
+  const int64_t G = s.groups, M = s.gemm_m(), P = s.gemm_p();
   const int64_t C = s.in_channels, O = s.out_channels, HW = s.in_height * s.in_width;
-  const int64_t ranges = b.weight_ranges;
-  pool.run(G * ranges, [&](int64_t task, int slot) {
-    const int64_t g = task / ranges, begin = task % ranges * b.weight_lanes_per_range;
-    const int64_t end =
-        std::min(b.weight_ranges_of_outputs ? M : K, begin + b.weight_lanes_per_range);
-    const GemmRange lanes =
-        b.weight_ranges_of_outputs ? GemmRange{begin, end, 0, K} : GemmRange{0, M, begin, end};
-    const LanesAcrossRows gradients{dy + g * M * P, P, /*per_image=*/P, /*image_stride=*/O * P};
-    const ImageRows rows{&s, x + g * (C / G) * HW};
-    const SlotBuffers buffers = slot_buffers(b, workspace, slot);
-    packed_gemm(kernel, s.batch * P, gradients, rows, GemmOutput{dw + g * M * K, K, 1, !accumulate},
-                lanes, b.blocks, buffers.rows, buffers.cols, kNoWriteBack);
-  });
+  weight_gradient_tasks(
+      s, kernel, b, pool,
+      [&](int64_t g) {
+        return std::pair{
+            LanesAcrossRows{dy + g * M * P, P, /*per_image=*/P, /*image_stride=*/O * P},
+            ImageRows{&s, x + g * (C / G) * HW}};
+      },
+      dw, accumulate, workspace);
 }
 
 std::string describe_packed(const MicroKernel& kernel) {

@@ -54,10 +54,15 @@ struct PackedBlocking {
   // own lanes of one operand but all of the other, so the longer side is the one split.
   bool weight_ranges_of_outputs = false;
   int64_t weight_lanes_per_range = 1, weight_ranges = 1;
+  // backward_weights of a small dW (weight_chunks > 1) cuts its reduction instead: tasks
+  // (group, chunk of weight_chunk_steps positions of the batch in order, the last shorter),
+  // each packing only its own steps of both operands; chunk 0 sums into dw, the others into
+  // partial dWs, then added to dw in chunk order. The chunks are a rule on the shape alone.
+  int64_t weight_chunks = 1, weight_chunk_steps = 0;
   PackBlocks blocks{1, 1};  // lanes per packed block (bits do not depend on them)
   // The packed weights, shared by the tasks of one call: forward's W (lanes output channels),
   // or backward_data's W^T (lanes X_col rows), packed per channel range so that each range
-  // starts on a panel, or its flipped filter.
+  // starts on a panel, or its flipped filter; backward_weights' partial dWs in the same place.
   int64_t packed_weight_floats = 0;
   int64_t slot_floats = 0;  // per worker: row and column buffers, backward_data's block
   int64_t row_buffer_floats = 0, col_buffer_floats = 0;

@@ -21,6 +21,7 @@
 #include "operands.hpp"
 #include "packed_conv.hpp"
 #include "prepacked_weights.hpp"
+#include "weight_gradient_tasks.hpp"
 
 namespace convgemm::detail {
 namespace {
@@ -189,21 +190,15 @@ void packed_backward_data_nhwc(const Conv2dShape& s, const MicroKernel& kernel,
 void packed_backward_weights_nhwc(const Conv2dShape& s, const MicroKernel& kernel,
                                   const PackedBlocking& b, WorkerPool& pool, const float* x,
                                   const float* dy, float* dw, bool accumulate, float* workspace) {
-  const int64_t G = s.groups, M = s.gemm_m(), K = s.gemm_k(), P = s.gemm_p();
-  const int64_t ranges = b.weight_ranges, group_channels = s.in_channels / G;
-  pool.run(G * ranges, [&](int64_t task, int slot) {
-    const int64_t g = task / ranges, begin = task % ranges * b.weight_lanes_per_range;
-    const int64_t end =
-        std::min(b.weight_ranges_of_outputs ? M : K, begin + b.weight_lanes_per_range);
-    const GemmRange lanes =
-        b.weight_ranges_of_outputs ? GemmRange{begin, end, 0, K} : GemmRange{0, M, begin, end};
-    // dY_g^T: lane m of step n * P + p is dy[(n * P + p) * O + g * M + m].
-    const LanesAlongRows gradients{dy + g * M, s.out_channels};
-    const NhwcImageRows rows{&s, x + g * group_channels};
-    const SlotBuffers buffers = slot_buffers(b, workspace, slot);
-    packed_gemm(kernel, s.batch * P, gradients, rows, GemmOutput{dw + g * M * K, K, 1, !accumulate},
-                lanes, b.blocks, buffers.rows, buffers.cols, kNoWriteBack);
-  });
+  const int64_t M = s.gemm_m(), group_channels = s.in_channels / s.groups;
+  // dY_g^T: lane m of step n * P + p is dy[(n * P + p) * O + g * M + m].
+  weight_gradient_tasks(
+      s, kernel, b, pool,
+      [&](int64_t g) {
+        return std::pair{LanesAlongRows{dy + g * M, s.out_channels},
+                         NhwcImageRows{&s, x + g * group_channels}};
+      },
+      dw, accumulate, workspace);
 }
 
 }  // namespace convgemm::detail

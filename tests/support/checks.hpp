@@ -23,6 +23,7 @@ void expect_backward_data_matches_naive(const Conv2dShape& shape, const Conv2dOp
                                         std::mt19937_64& rng);
 
 // dw always; dbias too unless with_bias is false, in which case dbias is passed as nullptr.
+// With options.accumulate_gradients, both start as random values, as dx does above.
 void expect_backward_weights_matches_naive(const Conv2dShape& shape, const Conv2dOptions& options,
                                            std::mt19937_64& rng, bool with_bias);
 
