@@ -59,10 +59,15 @@ ForwardSplit split_forward(const Conv2dShape& s, int64_t wanted, int64_t width) 
   if (P <= kSmallImagePositions) {
     split.images = std::clamp<int64_t>(kForwardBlockFloats / (M * P), 1, N);
   }
-  const int64_t lanes = split.images * P;
-  split.positions_per_range =
-      lanes_per_range(lanes, ceil_div(wanted, ceil_div(N, split.images) * G), width);
-  split.position_ranges = ceil_div(lanes, split.positions_per_range);
+  split.lanes = split.images * P;
+  split.width = width;
+  split.position_ranges = std::clamp<int64_t>(ceil_div(wanted, ceil_div(N, split.images) * G), 1,
+                                              ceil_div(split.lanes, width));
+  split.positions_per_range = 1;
+  for (int64_t range = 0; range < split.position_ranges; ++range) {
+    split.positions_per_range =
+        std::max(split.positions_per_range, split.begin(range + 1) - split.begin(range));
+  }
   return split;
 }
 
@@ -207,9 +212,10 @@ void forward_tasks(const Conv2dShape& s, const MicroKernel& kernel, const Forwar
   pool.run(ceil_div(s.batch, images) * G * ranges, [&](int64_t task, int slot) {
     const int64_t range = task % ranges, g = task / ranges % G, n = task / ranges / G * images;
     const int64_t lanes = std::min(images, s.batch - n) * P;
-    const int64_t lane_begin = range * split.positions_per_range;
-    if (lane_begin >= lanes) return;  // (the last group of images may be smaller)
-    const int64_t lane_end = std::min(lanes, lane_begin + split.positions_per_range);
+    // (The last group of images may be smaller.)
+    const int64_t lane_begin = split.begin(range),
+                  lane_end = std::min(lanes, split.begin(range + 1));
+    if (lane_begin >= lane_end) return;
     const PrepackedPanels weights{workspace + g * group_floats, lane_count, kernel.kc};
     const ImageColumns columns{&s, x + (n * C + g * (C / G)) * HW, lane_begin};
     const float* bias_group = bias != nullptr ? bias + g * M : nullptr;

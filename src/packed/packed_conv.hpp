@@ -30,10 +30,20 @@ namespace convgemm::detail {
 // How forward cuts its work: tasks (group of images, group, range of positions); a range covers
 // the positions of the group's images one after the other. With several images, tiles cross
 // images, so nchw's land in the slot's block buffer and are copied to y (with the bias)
-// afterwards.
+// afterwards. Ranges are about equal: range r starts at r * lanes / position_ranges rounded to
+// the nearest panel (rounded up, one range of a 14x14 image was 4 positions and its neighbour
+// 64, so two threads ran 128 and 68), and may be empty.
 struct ForwardSplit {
   int64_t images = 1;
-  int64_t position_ranges = 1, positions_per_range = 1;
+  int64_t lanes = 1;  // positions of a group of images
+  int64_t width = 1;  // the positions' panel width
+  int64_t position_ranges = 1;
+  int64_t positions_per_range = 1;  // the longest range
+  int64_t begin(int64_t range) const {
+    if (range >= position_ranges) return lanes;
+    const int64_t exact = range * lanes / position_ranges;
+    return std::min(lanes, (exact + width / 2) / width * width);
+  }
 };
 
 // How the packed passes cut their work; chosen once by the plan.

@@ -64,9 +64,10 @@ void forward_tasks(const Conv2dShape& s, const MicroKernel& kernel, const Forwar
   pool.run(ceil_div(s.batch, images) * G * ranges, [&](int64_t task, int slot) {
     const int64_t range = task % ranges, g = task / ranges % G, n = task / ranges / G * images;
     const int64_t lanes = std::min(images, s.batch - n) * P;
-    const int64_t lane_begin = range * split.positions_per_range;
-    if (lane_begin >= lanes) return;  // (the last group of images may be smaller)
-    const int64_t lane_end = std::min(lanes, lane_begin + split.positions_per_range);
+    // (The last group of images may be smaller.)
+    const int64_t lane_begin = split.begin(range),
+                  lane_end = std::min(lanes, split.begin(range + 1));
+    if (lane_begin >= lane_end) return;
     const PrepackedPanels weights{workspace + g * group_floats, lane_count, kernel.kc};
     const NhwcImageColumns columns{&s, x + n * image_floats + g * group_channels, lane_begin};
     const float* bias_group = bias != nullptr ? bias + g * M : nullptr;
