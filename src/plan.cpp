@@ -489,6 +489,7 @@ void Plan::backward_weights(const float* x, const float* dy, float* dw, float* d
     return;
   }
   if (runs_packed()) {
+    if (packed_.weight_chunks > 1) packed_weights_of_ = nullptr;  // its partials take their place
     const auto pass =
         s.layout == Layout::nhwc ? packed_backward_weights_nhwc : packed_backward_weights;
     pass(s, *kernel_, packed_, pool_, x, dy, dw, accumulate, packed_workspace());

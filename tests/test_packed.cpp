@@ -582,12 +582,17 @@ TEST_P(Packed, ConstantWeightsArePackedOnceAndGiveTheSameBits) {
     forward(promised, changed);
     for (float& v : changed) v = -v;
     EXPECT_TRUE(test::bitwise_equal(forward(promised, changed), expected)) << "not repacked";
-    // Another pointer packs again, and so does a forward after backward_data.
+    // Another pointer packs again, and so does a forward after backward_data or backward_weights
+    // (whose partial sums may use the same workspace).
     EXPECT_TRUE(test::bitwise_equal(forward(inference, other.w), expected_other)) << "new w";
     Tensor dx = test::nan_tensor(s.input_elements());
     inference.backward_data(in.dy.data(), other.w.data(), dx.data());
     EXPECT_TRUE(test::bitwise_equal(forward(inference, other.w), expected_other))
         << "after backward_data";
+    Tensor dw = test::nan_tensor(s.weight_elements());
+    inference.backward_weights(in.x.data(), in.dy.data(), dw.data(), nullptr);
+    EXPECT_TRUE(test::bitwise_equal(forward(inference, other.w), expected_other))
+        << "after backward_weights";
   }
 }
 

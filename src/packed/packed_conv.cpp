@@ -51,8 +51,8 @@ int64_t lanes_per_range(int64_t lanes, int64_t parts, int64_t width) {
   return round_up(ceil_div(lanes, std::max<int64_t>(parts, 1)), width);
 }
 
-// forward's split for `wanted` tasks: small images side by side, then ranges of positions in
-// multiples of the positions' panel width.
+// forward's split for `wanted` tasks: small images side by side, then about equal ranges of
+// positions, each starting on a panel (ForwardSplit::begin).
 ForwardSplit split_forward(const Conv2dShape& s, int64_t wanted, int64_t width) {
   const int64_t N = s.batch, G = s.groups, M = s.gemm_m(), P = s.gemm_p();
   ForwardSplit split;

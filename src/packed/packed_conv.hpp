@@ -5,16 +5,19 @@
 //                     panels are gathered from the image (ImageColumns), W_g is packed once per
 //                     call into the plan's workspace and shared by every task.
 //   backward_data     dX_col = W_g^T [K x M] * dY_g [M x P] (W^T packed once per call), a block
-//                     of whole input channels
-//                     and whole output rows at a time into the slot's buffer, then added into dX
-//                     by col2im (its order: k, then position) before the next block.
+//                     of whole input channels and whole output rows at a time into the slot's
+//                     buffer, then added into dX by col2im (its order: k, then position) before
+//                     the next block; or, for the stride-1 shapes flipped_filter.hpp names, the
+//                     forward convolution of dY with the flipped filter (no block, no col2im).
 //   backward_weights  dW_g [M x K] (+)= sum over n of dY_g [M x P] * X_col^T [P x K], one GEMM
-//                     whose reduction runs over the positions of every image in order.
+//                     whose reduction runs over the positions of every image in order, cut into
+//                     chunks fixed by the shape for a small dW (weight_gradient_tasks.hpp).
 // Tasks split lanes only (positions or output channels for forward, input channels for
-// backward_data, X_col rows for backward_weights), never a reduction, and every reduction is cut
-// at multiples of the kernel's kc from its start; a block of backward_data covers output rows
-// fixed by the shape. So an element's operations depend on the shape and the CPU's kernel only:
-// not on the batch it is in, the thread count, block sizes or the workspace limit.
+// backward_data, X_col rows for backward_weights) or a small dW's reduction at points fixed by
+// the shape, and every reduction (or chunk) is cut at multiples of the kernel's kc from its
+// start; a block of backward_data covers output rows fixed by the shape. So an element's
+// operations depend on the shape and the CPU's kernel only: not on the batch it is in (dW and
+// db sum over the batch), the thread count, block sizes or the workspace limit.
 
 #include <cstddef>
 #include <cstdint>
