@@ -269,15 +269,8 @@ void forward_tasks(const Conv2dShape& s, const MicroKernel& kernel, const Forwar
 void packed_forward(const Conv2dShape& s, const MicroKernel& kernel, const PackedBlocking& b,
                     WorkerPool& pool, const float* x, const float* w, const float* bias, float* y,
                     bool accumulate, bool weights_packed, float* workspace) {
-  const int64_t M = s.gemm_m(), K = s.gemm_k();
-  if (!weights_packed) {  // once per call, shared by every task
-    prepack_weights(
-        kernel, pool, s.groups, M, K, a_panel_width(kernel),
-        [&](int64_t g) {
-          return LanesAcrossRows{w + g * M * K, K, /*per_image=*/K, 0};
-        },
-        workspace);
-  }
+  // W packed once per call, shared by every task.
+  if (!weights_packed) prepack_filter(s, kernel, pool, w, a_panel_width(kernel), workspace);
   forward_tasks(s, kernel, b.forward, b, pool, x, bias, y, accumulate, workspace);
 }
 
@@ -289,12 +282,7 @@ void packed_backward_data(const Conv2dShape& s, const MicroKernel& kernel, const
   const int64_t OH = s.out_height(), OW = s.out_width(), T = s.kernel_height * s.kernel_width;
   if (b.data_as_forward) {
     const Conv2dShape as_forward = data_gradient_forward_shape(s);
-    prepack_weights(
-        kernel, pool, G, C / G, M * T, a_panel_width(kernel),
-        [&](int64_t g) {
-          return FlippedFilter{&s, w + g * M * K};
-        },
-        workspace);
+    prepack_flipped_filter(s, kernel, pool, w, a_panel_width(kernel), workspace);
     forward_tasks(as_forward, kernel, b.data_forward, b, pool, dy, nullptr, dx, accumulate,
                   workspace);
     return;

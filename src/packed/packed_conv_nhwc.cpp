@@ -89,15 +89,8 @@ void forward_tasks(const Conv2dShape& s, const MicroKernel& kernel, const Forwar
 void packed_forward_nhwc(const Conv2dShape& s, const MicroKernel& kernel, const PackedBlocking& b,
                          WorkerPool& pool, const float* x, const float* w, const float* bias,
                          float* y, bool accumulate, bool weights_packed, float* workspace) {
-  const int64_t M = s.gemm_m(), K = s.gemm_k();
-  if (!weights_packed) {  // once per call, shared by every task (an OHWI row is W_g's row k by k)
-    prepack_weights(
-        kernel, pool, s.groups, M, K, b_panel_width(kernel),
-        [&](int64_t g) {
-          return LanesAcrossRows{w + g * M * K, K, /*per_image=*/K, 0};
-        },
-        workspace);
-  }
+  // W packed once per call, shared by every task.
+  if (!weights_packed) prepack_filter(s, kernel, pool, w, b_panel_width(kernel), workspace);
   forward_tasks(s, kernel, b.forward, b, pool, x, bias, y, accumulate, workspace);
 }
 
@@ -110,12 +103,7 @@ void packed_backward_data_nhwc(const Conv2dShape& s, const MicroKernel& kernel,
   const int64_t ranges = b.channel_ranges, wb = b_panel_width(kernel);
   if (b.data_as_forward) {
     const Conv2dShape as_forward = data_gradient_forward_shape(s);
-    prepack_weights(
-        kernel, pool, G, group_channels, M * T, wb,
-        [&](int64_t g) {
-          return FlippedFilter{&s, w + g * M * K};
-        },
-        workspace);
+    prepack_flipped_filter(s, kernel, pool, w, b_panel_width(kernel), workspace);
     forward_tasks(as_forward, kernel, b.data_forward, b, pool, dy, nullptr, dx, accumulate,
                   workspace);
     return;

@@ -5,6 +5,8 @@
 #include <cstdint>
 
 #include "../parallel.hpp"
+#include "convgemm/shape.hpp"
+#include "flipped_filter.hpp"
 #include "micro_kernel.hpp"
 #include "operands.hpp"
 
@@ -25,6 +27,32 @@ void prepack_weights(const MicroKernel& kernel, WorkerPool& pool, int64_t groups
     weights_of(g).panels(0, lanes, step, std::min(kernel.kc, depth - step), width,
                          packed + g * group_floats + step * lane_count);
   });
+}
+
+// forward's W_g (lanes its output channels, steps its K entries: an OIHW row and an OHWI row
+// alike) for every group, `width` lanes per panel.
+inline void prepack_filter(const Conv2dShape& s, const MicroKernel& kernel, WorkerPool& pool,
+                           const float* w, int64_t width, float* packed) {
+  const int64_t M = s.gemm_m(), K = s.gemm_k();
+  prepack_weights(
+      kernel, pool, s.groups, M, K, width,
+      [&](int64_t g) {
+        return LanesAcrossRows{w + g * M * K, K, /*per_image=*/K, 0};
+      },
+      packed);
+}
+
+// The flipped filter W'_g of backward_data's forward convolution (flipped_filter.hpp) for every
+// group of `s` (the original convolution), `width` lanes per panel.
+inline void prepack_flipped_filter(const Conv2dShape& s, const MicroKernel& kernel,
+                                   WorkerPool& pool, const float* w, int64_t width, float* packed) {
+  const int64_t M = s.gemm_m(), K = s.gemm_k(), T = s.kernel_height * s.kernel_width;
+  prepack_weights(
+      kernel, pool, s.groups, s.in_channels / s.groups, M * T, width,
+      [&](int64_t g) {
+        return FlippedFilter{&s, w + g * M * K};
+      },
+      packed);
 }
 
 }  // namespace convgemm::detail

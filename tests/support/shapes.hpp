@@ -46,7 +46,8 @@ Conv2dShape random_valid_shape(std::mt19937_64& rng);
 Conv2dShape random_valid_shape(std::mt19937_64& rng, ShapeKind kind);
 
 // A transposed shape with output_padding below the stride (or, at stride 1, below the
-// dilation), groups, asymmetric padding; input sides <= 8 so that outputs stay small.
+// dilation), groups, asymmetric padding, a quarter of them with 32-40 output channels per
+// group; input sides <= 8 so that outputs stay small.
 ConvTranspose2dShape random_transposed_shape(std::mt19937_64& rng);
 
 // Options that change how the work is cut without changing the result: num_threads 0..4, a
