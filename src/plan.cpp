@@ -355,9 +355,11 @@ void Plan::forward(const float* x, const float* w, const float* bias, float* y, 
     return;
   }
   if (runs_packed()) {
-    const bool packed = constant_weights_ && packed_weights_of_ == w;
+    const FilterPacking packing = !constant_weights_        ? FilterPacking::per_call
+                                  : packed_weights_of_ == w ? FilterPacking::packed
+                                                            : FilterPacking::keep;
     const auto pass = s.layout == Layout::nhwc ? packed_forward_nhwc : packed_forward;
-    pass(s, *kernel_, packed_, pool_, x, w, bias, y, accumulate, packed, packed_workspace());
+    pass(s, *kernel_, packed_, pool_, x, w, bias, y, accumulate, packing, packed_workspace());
     packed_weights_of_ = constant_weights_ ? w : nullptr;
     return;
   }

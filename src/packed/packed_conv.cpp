@@ -37,6 +37,10 @@ constexpr int64_t kWeightChunkSteps = 2048;
 constexpr int64_t kMostWeightChunks = 16;
 constexpr int64_t kWeightPartialFloats = 256 << 10;
 
+// forward's position ranges keep at least this many panels each (every range streams the
+// packed filter once); where that leaves too few tasks, they split the output channels.
+constexpr int64_t kMinRangePanels = 4;
+
 // forward puts several images side by side when one has at most this many positions (14x14),
 // as many as keep the block buffer of M x positions within kForwardBlockFloats (1 MiB).
 constexpr int64_t kSmallImagePositions = 256;
@@ -52,26 +56,37 @@ int64_t lanes_per_range(int64_t lanes, int64_t parts, int64_t width) {
 }
 
 // forward's split for `wanted` tasks: small images side by side, then about equal ranges of
-// positions, each starting on a panel (ForwardSplit::begin).
-ForwardSplit split_forward(const Conv2dShape& s, int64_t wanted, int64_t width) {
+// positions (`width` their panel width), as many as keep kMinRangePanels panels each, and the
+// rest of the tasks over ranges of output channels (`weight_width` the filter's panel width).
+ForwardSplit split_forward(const Conv2dShape& s, int64_t wanted, int64_t width,
+                           int64_t weight_width) {
   const int64_t N = s.batch, G = s.groups, M = s.gemm_m(), P = s.gemm_p();
   ForwardSplit split;
   if (P <= kSmallImagePositions) {
     split.images = std::clamp<int64_t>(kForwardBlockFloats / (M * P), 1, N);
   }
-  split.lanes = split.images * P;
-  split.width = width;
-  split.position_ranges = std::clamp<int64_t>(ceil_div(wanted, ceil_div(N, split.images) * G), 1,
-                                              ceil_div(split.lanes, width));
-  split.positions_per_range = 1;
-  for (int64_t range = 0; range < split.position_ranges; ++range) {
-    split.positions_per_range =
-        std::max(split.positions_per_range, split.begin(range + 1) - split.begin(range));
-  }
+  const int64_t lanes = split.images * P, image_groups = ceil_div(N, split.images);
+  const int64_t parts = ceil_div(wanted, image_groups * G);
+  const int64_t position_ranges =
+      std::clamp<int64_t>(parts, 1, std::max<int64_t>(1, ceil_div(lanes, width) / kMinRangePanels));
+  // Output ranges each gather all their positions, so no more of them than workers.
+  const int64_t workers = ceil_div(wanted / kTasksPerSlot, image_groups * G * position_ranges);
+  const int64_t output_ranges = std::clamp<int64_t>(workers, 1, ceil_div(M, weight_width));
+  split.positions = {lanes, width, position_ranges};
+  split.outputs = {M, weight_width, output_ranges};
+  split.positions_per_range = split.positions.longest();
+  split.filter_in_tasks = position_ranges == 1 && image_groups == 1;
   return split;
 }
 
 }  // namespace
+
+int64_t EvenRanges::longest() const {
+  int64_t most = 0;
+  for (int64_t range = 0; range < ranges; ++range)
+    most = std::max(most, begin(range + 1) - begin(range));
+  return most;
+}
 
 int64_t data_block_columns(const PackedBlocking& b, int64_t OW, int64_t P) {
   return b.images_per_data_block > 1 ? b.images_per_data_block * P : b.rows_per_block * OW;
@@ -88,9 +103,11 @@ PackedBlocking choose_packed_blocking(const Conv2dShape& s, const MicroKernel& k
   const int64_t wanted = kTasksPerSlot * std::max(slots, 1);
   PackedBlocking b;
 
-  b.forward = split_forward(s, wanted, wb);
+  b.forward = split_forward(s, wanted, wb, weight_width);
   b.data_as_forward = data_gradient_is_a_forward(s);
-  if (b.data_as_forward) b.data_forward = split_forward(data_gradient_forward_shape(s), wanted, wb);
+  if (b.data_as_forward) {
+    b.data_forward = split_forward(data_gradient_forward_shape(s), wanted, wb, weight_width);
+  }
 
   const int64_t group_inputs = s.in_channels / G;
   const int64_t by_rows = std::clamp<int64_t>(ceil_div(kDataBlockRows, T), 1, group_inputs);
@@ -200,23 +217,26 @@ SlotBuffers slot_buffers(const PackedBlocking& b, float* workspace, int slot) {
 
 namespace {
 
-// forward's tasks (split as `split` says) on each group's W packed at the workspace's start.
+// forward's tasks (split as `split` says) on each group's filter, `filter_of(g)`: packed at the
+// workspace's start, or an operand the tasks pack themselves.
+template <class FilterOfGroup>
 void forward_tasks(const Conv2dShape& s, const MicroKernel& kernel, const ForwardSplit& split,
-                   const PackedBlocking& b, WorkerPool& pool, const float* x, const float* bias,
-                   float* y, bool accumulate, float* workspace) {
+                   const PackedBlocking& b, WorkerPool& pool, const FilterOfGroup& filter_of,
+                   const float* x, const float* bias, float* y, bool accumulate, float* workspace) {
   const int64_t G = s.groups, M = s.gemm_m(), K = s.gemm_k(), P = s.gemm_p();
   const int64_t C = s.in_channels, O = s.out_channels, HW = s.in_height * s.in_width;
-  const int64_t wa = a_panel_width(kernel), lane_count = round_up(M, wa);
-  const int64_t group_floats = prepacked_floats(M, K, wa);
-  const int64_t ranges = split.position_ranges, images = split.images;
-  pool.run(ceil_div(s.batch, images) * G * ranges, [&](int64_t task, int slot) {
-    const int64_t range = task % ranges, g = task / ranges % G, n = task / ranges / G * images;
+  const int64_t ranges = split.positions.ranges, parts = split.outputs.ranges;
+  const int64_t images = split.images;
+  pool.run(ceil_div(s.batch, images) * G * ranges * parts, [&](int64_t task, int slot) {
+    const int64_t part = task % parts, range = task / parts % ranges;
+    const int64_t g = task / parts / ranges % G, n = task / parts / ranges / G * images;
     const int64_t lanes = std::min(images, s.batch - n) * P;
     // (The last group of images may be smaller.)
-    const int64_t lane_begin = split.begin(range),
-                  lane_end = std::min(lanes, split.begin(range + 1));
-    if (lane_begin >= lane_end) return;
-    const PrepackedPanels weights{workspace + g * group_floats, lane_count, kernel.kc};
+    const int64_t lane_begin = split.positions.begin(range);
+    const int64_t lane_end = std::min(lanes, split.positions.begin(range + 1));
+    const int64_t m_begin = split.outputs.begin(part), m_end = split.outputs.begin(part + 1);
+    if (lane_begin >= lane_end || m_begin >= m_end) return;
+    const auto weights = filter_of(g);
     const ImageColumns columns{&s, x + (n * C + g * (C / G)) * HW, lane_begin};
     const float* bias_group = bias != nullptr ? bias + g * M : nullptr;
     const SlotBuffers buffers = slot_buffers(b, workspace, slot);
@@ -228,8 +248,8 @@ void forward_tasks(const Conv2dShape& s, const MicroKernel& kernel, const Forwar
         add_bias_per_row(y_group + row * P + lane_begin + col, P, rows, cols, bias_group + row);
       };
       packed_gemm(kernel, K, weights, columns, GemmOutput{y_group + lane_begin, P, 1, !accumulate},
-                  GemmRange{0, M, 0, lane_end - lane_begin}, b.blocks, buffers.rows, buffers.cols,
-                  add_bias);
+                  GemmRange{m_begin, m_end, 0, lane_end - lane_begin}, b.blocks, buffers.rows,
+                  buffers.cols, add_bias);
       return;
     }
     // Several images: the range's tiles into the block buffer [M x range], then to y. Each
@@ -240,7 +260,7 @@ void forward_tasks(const Conv2dShape& s, const MicroKernel& kernel, const Forwar
     auto for_each_lane = [&](auto&& visit) {  // visit(buffer entry, y entry, bias)
       for (int64_t lane = lane_begin; lane < lane_end;) {
         const int64_t image = lane / P, p = lane % P, run = std::min(P - p, lane_end - lane);
-        for (int64_t m = 0; m < M; ++m) {
+        for (int64_t m = m_begin; m < m_end; ++m) {
           float* y_row = y + ((n + image) * O + g * M + m) * P + p;
           visit(block + m * ld + (lane - lane_begin), y_row, run, m);
         }
@@ -253,7 +273,8 @@ void forward_tasks(const Conv2dShape& s, const MicroKernel& kernel, const Forwar
       });
     }
     packed_gemm(kernel, K, weights, columns, GemmOutput{block, ld, 1, !accumulate},
-                GemmRange{0, M, 0, ld}, b.blocks, buffers.rows, buffers.cols, kNoWriteBack);
+                GemmRange{m_begin, m_end, 0, ld}, b.blocks, buffers.rows, buffers.cols,
+                kNoWriteBack);
     for_each_lane([&](float* entry, float* y_row, int64_t run, int64_t m) {
       if (bias_group == nullptr) {
         std::copy(entry, entry + run, y_row);
@@ -268,10 +289,20 @@ void forward_tasks(const Conv2dShape& s, const MicroKernel& kernel, const Forwar
 
 void packed_forward(const Conv2dShape& s, const MicroKernel& kernel, const PackedBlocking& b,
                     WorkerPool& pool, const float* x, const float* w, const float* bias, float* y,
-                    bool accumulate, bool weights_packed, float* workspace) {
-  // W packed once per call, shared by every task.
-  if (!weights_packed) prepack_filter(s, kernel, pool, w, a_panel_width(kernel), workspace);
-  forward_tasks(s, kernel, b.forward, b, pool, x, bias, y, accumulate, workspace);
+                    bool accumulate, FilterPacking packing, float* workspace) {
+  const int64_t wa = a_panel_width(kernel);
+  if (packing == FilterPacking::per_call && b.forward.filter_in_tasks) {
+    forward_tasks(
+        s, kernel, b.forward, b, pool, [&](int64_t g) { return filter_rows(s, w, g); }, x, bias, y,
+        accumulate, workspace);
+    return;
+  }
+  // Packed once per call (or kept), shared by every task.
+  if (packing != FilterPacking::packed) prepack_filter(s, kernel, pool, w, wa, workspace);
+  forward_tasks(
+      s, kernel, b.forward, b, pool,
+      [&](int64_t g) { return prepacked_filter(s, kernel, workspace, wa, g); }, x, bias, y,
+      accumulate, workspace);
 }
 
 void packed_backward_data(const Conv2dShape& s, const MicroKernel& kernel, const PackedBlocking& b,
@@ -282,9 +313,21 @@ void packed_backward_data(const Conv2dShape& s, const MicroKernel& kernel, const
   const int64_t OH = s.out_height(), OW = s.out_width(), T = s.kernel_height * s.kernel_width;
   if (b.data_as_forward) {
     const Conv2dShape as_forward = data_gradient_forward_shape(s);
-    prepack_flipped_filter(s, kernel, pool, w, a_panel_width(kernel), workspace);
-    forward_tasks(as_forward, kernel, b.data_forward, b, pool, dy, nullptr, dx, accumulate,
-                  workspace);
+    const int64_t wa = a_panel_width(kernel);
+    if (b.data_forward.filter_in_tasks) {
+      forward_tasks(
+          as_forward, kernel, b.data_forward, b, pool,
+          [&](int64_t g) {
+            return FlippedFilter{&s, w + g * M * K};
+          },
+          dy, nullptr, dx, accumulate, workspace);
+      return;
+    }
+    prepack_flipped_filter(s, kernel, pool, w, wa, workspace);
+    forward_tasks(
+        as_forward, kernel, b.data_forward, b, pool,
+        [&](int64_t g) { return prepacked_filter(as_forward, kernel, workspace, wa, g); }, dy,
+        nullptr, dx, accumulate, workspace);
     return;
   }
   const int64_t ranges = b.channel_ranges, group_inputs = C / G;

@@ -30,23 +30,31 @@
 
 namespace convgemm::detail {
 
-// How forward cuts its work: tasks (group of images, group, range of positions); a range covers
-// the positions of the group's images one after the other. With several images, tiles cross
-// images, so nchw's land in the slot's block buffer and are copied to y (with the bias)
-// afterwards. Ranges are about equal: range r starts at r * lanes / position_ranges rounded to
-// the nearest panel (rounded up, one range of a 14x14 image was 4 positions and its neighbour
-// 64, so two threads ran 128 and 68), and may be empty.
-struct ForwardSplit {
-  int64_t images = 1;
-  int64_t lanes = 1;  // positions of a group of images
-  int64_t width = 1;  // the positions' panel width
-  int64_t position_ranges = 1;
-  int64_t positions_per_range = 1;  // the longest range
+// Lanes cut into about equal ranges, range r starting at r * lanes / ranges rounded to the
+// nearest panel (rounded up, one range of a 14x14 image was 4 positions and its neighbour 64,
+// so two threads ran 128 and 68). A range may be empty.
+struct EvenRanges {
+  int64_t lanes = 1, width = 1, ranges = 1;
   int64_t begin(int64_t range) const {
-    if (range >= position_ranges) return lanes;
-    const int64_t exact = range * lanes / position_ranges;
+    if (range >= ranges) return lanes;
+    const int64_t exact = range * lanes / ranges;
     return std::min(lanes, (exact + width / 2) / width * width);
   }
+  int64_t longest() const;
+};
+
+// How forward cuts its work: tasks (group of images, group, range of positions, range of
+// output channels); a position range covers the positions of the group's images one after the
+// other. With several images, tiles cross images, so nchw's land in the slot's block buffer and
+// are copied to y (with the bias) afterwards. Output channels are split only where the
+// positions make too few ranges (small images); when one range covers every position of the
+// call, each task packs its own output channels' filter rows itself (filter_in_tasks), which
+// reads the filter once instead of writing and rereading a packed copy (9.4 MB at 3x3 512).
+struct ForwardSplit {
+  int64_t images = 1;
+  EvenRanges positions, outputs;
+  int64_t positions_per_range = 1;  // the longest position range
+  bool filter_in_tasks = false;
 };
 
 // How the packed passes cut their work; chosen once by the plan.
@@ -101,10 +109,13 @@ inline constexpr auto kNoWriteBack = [](int64_t, int64_t, int64_t, int64_t) {};
 // The passes. `workspace` holds packed_weight_floats, then slot_floats per slot (64-byte
 // aligned, slot_floats a multiple of 16). Pointers as in plan.hpp; accumulate adds to y / dx /
 // dw instead of overwriting.
-// forward packs w into the workspace first unless `weights_packed` says it already holds them.
+// What forward does with the filter: `per_call`, pack it for this call (into the workspace, or
+// in the tasks where ForwardSplit says so); `keep`, pack it into the workspace, where the next
+// call finds it (constant weights); `packed`, it is there already.
+enum class FilterPacking { per_call, keep, packed };
 void packed_forward(const Conv2dShape& shape, const MicroKernel& kernel, const PackedBlocking& b,
                     WorkerPool& pool, const float* x, const float* w, const float* bias, float* y,
-                    bool accumulate, bool weights_packed, float* workspace);
+                    bool accumulate, FilterPacking packing, float* workspace);
 void packed_backward_data(const Conv2dShape& shape, const MicroKernel& kernel,
                           const PackedBlocking& b, WorkerPool& pool, const float* dy,
                           const float* w, float* dx, bool accumulate, float* workspace);
@@ -117,7 +128,7 @@ void packed_backward_weights(const Conv2dShape& shape, const MicroKernel& kernel
 // so that the output's rows stay contiguous, as the driver expects of C.
 void packed_forward_nhwc(const Conv2dShape& shape, const MicroKernel& kernel,
                          const PackedBlocking& b, WorkerPool& pool, const float* x, const float* w,
-                         const float* bias, float* y, bool accumulate, bool weights_packed,
+                         const float* bias, float* y, bool accumulate, FilterPacking packing,
                          float* workspace);
 void packed_backward_data_nhwc(const Conv2dShape& shape, const MicroKernel& kernel,
                                const PackedBlocking& b, WorkerPool& pool, const float* dy,

@@ -51,24 +51,27 @@ void add_block_to_image(const Conv2dShape& s, const float* block, int64_t channe
   }
 }
 
-// forward's tasks (split as `split` says) on each group's W^T packed at the workspace's start.
+// forward's tasks (split as `split` says) on each group's filter, `filter_of(g)`: packed at the
+// workspace's start, or an operand the tasks pack themselves.
+template <class FilterOfGroup>
 void forward_tasks(const Conv2dShape& s, const MicroKernel& kernel, const ForwardSplit& split,
-                   const PackedBlocking& b, WorkerPool& pool, const float* x, const float* bias,
-                   float* y, bool accumulate, float* workspace) {
+                   const PackedBlocking& b, WorkerPool& pool, const FilterOfGroup& filter_of,
+                   const float* x, const float* bias, float* y, bool accumulate, float* workspace) {
   const int64_t G = s.groups, M = s.gemm_m(), K = s.gemm_k(), P = s.gemm_p();
   const int64_t O = s.out_channels, image_floats = s.in_height * s.in_width * s.in_channels;
   const int64_t group_channels = s.in_channels / G;
-  const int64_t wb = b_panel_width(kernel), lane_count = round_up(M, wb);
-  const int64_t group_floats = prepacked_floats(M, K, wb);
-  const int64_t ranges = split.position_ranges, images = split.images;
-  pool.run(ceil_div(s.batch, images) * G * ranges, [&](int64_t task, int slot) {
-    const int64_t range = task % ranges, g = task / ranges % G, n = task / ranges / G * images;
+  const int64_t ranges = split.positions.ranges, parts = split.outputs.ranges;
+  const int64_t images = split.images;
+  pool.run(ceil_div(s.batch, images) * G * ranges * parts, [&](int64_t task, int slot) {
+    const int64_t part = task % parts, range = task / parts % ranges;
+    const int64_t g = task / parts / ranges % G, n = task / parts / ranges / G * images;
     const int64_t lanes = std::min(images, s.batch - n) * P;
     // (The last group of images may be smaller.)
-    const int64_t lane_begin = split.begin(range),
-                  lane_end = std::min(lanes, split.begin(range + 1));
-    if (lane_begin >= lane_end) return;
-    const PrepackedPanels weights{workspace + g * group_floats, lane_count, kernel.kc};
+    const int64_t lane_begin = split.positions.begin(range);
+    const int64_t lane_end = std::min(lanes, split.positions.begin(range + 1));
+    const int64_t m_begin = split.outputs.begin(part), m_end = split.outputs.begin(part + 1);
+    if (lane_begin >= lane_end || m_begin >= m_end) return;
+    const auto weights = filter_of(g);
     const NhwcImageColumns columns{&s, x + n * image_floats + g * group_channels, lane_begin};
     const float* bias_group = bias != nullptr ? bias + g * M : nullptr;
     float* y_rows = y + (n * P + lane_begin) * O + g * M;
@@ -79,8 +82,8 @@ void forward_tasks(const Conv2dShape& s, const MicroKernel& kernel, const Forwar
     };
     const SlotBuffers buffers = slot_buffers(b, workspace, slot);
     packed_gemm(kernel, K, columns, weights, GemmOutput{y_rows, O, 1, !accumulate},
-                GemmRange{0, lane_end - lane_begin, 0, M}, b.blocks, buffers.rows, buffers.cols,
-                add_bias);
+                GemmRange{0, lane_end - lane_begin, m_begin, m_end}, b.blocks, buffers.rows,
+                buffers.cols, add_bias);
   });
 }
 
@@ -88,10 +91,20 @@ void forward_tasks(const Conv2dShape& s, const MicroKernel& kernel, const Forwar
 
 void packed_forward_nhwc(const Conv2dShape& s, const MicroKernel& kernel, const PackedBlocking& b,
                          WorkerPool& pool, const float* x, const float* w, const float* bias,
-                         float* y, bool accumulate, bool weights_packed, float* workspace) {
-  // W packed once per call, shared by every task.
-  if (!weights_packed) prepack_filter(s, kernel, pool, w, b_panel_width(kernel), workspace);
-  forward_tasks(s, kernel, b.forward, b, pool, x, bias, y, accumulate, workspace);
+                         float* y, bool accumulate, FilterPacking packing, float* workspace) {
+  const int64_t wb = b_panel_width(kernel);
+  if (packing == FilterPacking::per_call && b.forward.filter_in_tasks) {
+    forward_tasks(
+        s, kernel, b.forward, b, pool, [&](int64_t g) { return filter_rows(s, w, g); }, x, bias, y,
+        accumulate, workspace);
+    return;
+  }
+  // Packed once per call (or kept), shared by every task.
+  if (packing != FilterPacking::packed) prepack_filter(s, kernel, pool, w, wb, workspace);
+  forward_tasks(
+      s, kernel, b.forward, b, pool,
+      [&](int64_t g) { return prepacked_filter(s, kernel, workspace, wb, g); }, x, bias, y,
+      accumulate, workspace);
 }
 
 void packed_backward_data_nhwc(const Conv2dShape& s, const MicroKernel& kernel,
@@ -103,9 +116,20 @@ void packed_backward_data_nhwc(const Conv2dShape& s, const MicroKernel& kernel,
   const int64_t ranges = b.channel_ranges, wb = b_panel_width(kernel);
   if (b.data_as_forward) {
     const Conv2dShape as_forward = data_gradient_forward_shape(s);
-    prepack_flipped_filter(s, kernel, pool, w, b_panel_width(kernel), workspace);
-    forward_tasks(as_forward, kernel, b.data_forward, b, pool, dy, nullptr, dx, accumulate,
-                  workspace);
+    if (b.data_forward.filter_in_tasks) {
+      forward_tasks(
+          as_forward, kernel, b.data_forward, b, pool,
+          [&](int64_t g) {
+            return FlippedFilter{&s, w + g * M * K};
+          },
+          dy, nullptr, dx, accumulate, workspace);
+      return;
+    }
+    prepack_flipped_filter(s, kernel, pool, w, wb, workspace);
+    forward_tasks(
+        as_forward, kernel, b.data_forward, b, pool,
+        [&](int64_t g) { return prepacked_filter(as_forward, kernel, workspace, wb, g); }, dy,
+        nullptr, dx, accumulate, workspace);
     return;
   }
   auto range_channels = [&](int64_t range) {

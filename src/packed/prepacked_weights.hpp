@@ -29,17 +29,28 @@ void prepack_weights(const MicroKernel& kernel, WorkerPool& pool, int64_t groups
   });
 }
 
-// forward's W_g (lanes its output channels, steps its K entries: an OIHW row and an OHWI row
-// alike) for every group, `width` lanes per panel.
+// forward's W_g as an operand: lanes its output channels, steps its K entries (an OIHW row and
+// an OHWI row alike).
+inline LanesAcrossRows filter_rows(const Conv2dShape& s, const float* w, int64_t g) {
+  const int64_t M = s.gemm_m(), K = s.gemm_k();
+  return LanesAcrossRows{w + g * M * K, K, /*per_image=*/K, /*image_stride=*/0};
+}
+
+// forward's filter for every group, `width` lanes per panel, packed at `packed`...
 inline void prepack_filter(const Conv2dShape& s, const MicroKernel& kernel, WorkerPool& pool,
                            const float* w, int64_t width, float* packed) {
-  const int64_t M = s.gemm_m(), K = s.gemm_k();
   prepack_weights(
-      kernel, pool, s.groups, M, K, width,
-      [&](int64_t g) {
-        return LanesAcrossRows{w + g * M * K, K, /*per_image=*/K, 0};
-      },
-      packed);
+      kernel, pool, s.groups, s.gemm_m(), s.gemm_k(), width,
+      [&](int64_t g) { return filter_rows(s, w, g); }, packed);
+}
+
+// ... and there, group g's panels (of `s`'s filter, or of the flipped filter below when `s` is
+// backward_data's forward convolution).
+inline PrepackedPanels prepacked_filter(const Conv2dShape& s, const MicroKernel& kernel,
+                                        const float* packed, int64_t width, int64_t g) {
+  const int64_t M = s.gemm_m();
+  return PrepackedPanels{packed + g * prepacked_floats(M, s.gemm_k(), width),
+                         (M + width - 1) / width * width, kernel.kc};
 }
 
 // The flipped filter W'_g of backward_data's forward convolution (flipped_filter.hpp) for every
