@@ -19,6 +19,7 @@
 // operations depend on the shape and the CPU's kernel only: not on the batch it is in (dW and
 // db sum over the batch), the thread count, block sizes or the workspace limit.
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <string>
