@@ -290,19 +290,13 @@ void forward_tasks(const Conv2dShape& s, const MicroKernel& kernel, const Forwar
 void packed_forward(const Conv2dShape& s, const MicroKernel& kernel, const PackedBlocking& b,
                     WorkerPool& pool, const float* x, const float* w, const float* bias, float* y,
                     bool accumulate, FilterPacking packing, float* workspace) {
-  const int64_t wa = a_panel_width(kernel);
-  if (packing == FilterPacking::per_call && b.forward.filter_in_tasks) {
-    forward_tasks(
-        s, kernel, b.forward, b, pool, [&](int64_t g) { return filter_rows(s, w, g); }, x, bias, y,
-        accumulate, workspace);
-    return;
-  }
-  // Packed once per call (or kept), shared by every task.
-  if (packing != FilterPacking::packed) prepack_filter(s, kernel, pool, w, wa, workspace);
-  forward_tasks(
-      s, kernel, b.forward, b, pool,
-      [&](int64_t g) { return prepacked_filter(s, kernel, workspace, wa, g); }, x, bias, y,
-      accumulate, workspace);
+  with_filter(
+      s, kernel, pool, packing == FilterPacking::per_call && b.forward.filter_in_tasks,
+      packing == FilterPacking::packed, a_panel_width(kernel),
+      [&](int64_t g) { return filter_rows(s, w, g); }, workspace,
+      [&](const auto& filter_of) {
+        forward_tasks(s, kernel, b.forward, b, pool, filter_of, x, bias, y, accumulate, workspace);
+      });
 }
 
 void packed_backward_data(const Conv2dShape& s, const MicroKernel& kernel, const PackedBlocking& b,
@@ -313,21 +307,16 @@ void packed_backward_data(const Conv2dShape& s, const MicroKernel& kernel, const
   const int64_t OH = s.out_height(), OW = s.out_width(), T = s.kernel_height * s.kernel_width;
   if (b.data_as_forward) {
     const Conv2dShape as_forward = data_gradient_forward_shape(s);
-    const int64_t wa = a_panel_width(kernel);
-    if (b.data_forward.filter_in_tasks) {
-      forward_tasks(
-          as_forward, kernel, b.data_forward, b, pool,
-          [&](int64_t g) {
-            return FlippedFilter{&s, w + g * M * K};
-          },
-          dy, nullptr, dx, accumulate, workspace);
-      return;
-    }
-    prepack_flipped_filter(s, kernel, pool, w, wa, workspace);
-    forward_tasks(
-        as_forward, kernel, b.data_forward, b, pool,
-        [&](int64_t g) { return prepacked_filter(as_forward, kernel, workspace, wa, g); }, dy,
-        nullptr, dx, accumulate, workspace);
+    with_filter(
+        as_forward, kernel, pool, b.data_forward.filter_in_tasks, false, a_panel_width(kernel),
+        [&](int64_t g) {
+          return FlippedFilter{&s, w + g * M * K};
+        },
+        workspace,
+        [&](const auto& filter_of) {
+          forward_tasks(as_forward, kernel, b.data_forward, b, pool, filter_of, dy, nullptr, dx,
+                        accumulate, workspace);
+        });
     return;
   }
   const int64_t ranges = b.channel_ranges, group_inputs = C / G;

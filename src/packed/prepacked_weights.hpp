@@ -6,7 +6,6 @@
 
 #include "../parallel.hpp"
 #include "convgemm/shape.hpp"
-#include "flipped_filter.hpp"
 #include "micro_kernel.hpp"
 #include "operands.hpp"
 
@@ -36,34 +35,24 @@ inline LanesAcrossRows filter_rows(const Conv2dShape& s, const float* w, int64_t
   return LanesAcrossRows{w + g * M * K, K, /*per_image=*/K, /*image_stride=*/0};
 }
 
-// forward's filter for every group, `width` lanes per panel, packed at `packed`...
-inline void prepack_filter(const Conv2dShape& s, const MicroKernel& kernel, WorkerPool& pool,
-                           const float* w, int64_t width, float* packed) {
-  prepack_weights(
-      kernel, pool, s.groups, s.gemm_m(), s.gemm_k(), width,
-      [&](int64_t g) { return filter_rows(s, w, g); }, packed);
-}
-
-// ... and there, group g's panels (of `s`'s filter, or of the flipped filter below when `s` is
-// backward_data's forward convolution).
-inline PrepackedPanels prepacked_filter(const Conv2dShape& s, const MicroKernel& kernel,
-                                        const float* packed, int64_t width, int64_t g) {
-  const int64_t M = s.gemm_m();
-  return PrepackedPanels{packed + g * prepacked_floats(M, s.gemm_k(), width),
-                         (M + width - 1) / width * width, kernel.kc};
-}
-
-// The flipped filter W'_g of backward_data's forward convolution (flipped_filter.hpp) for every
-// group of `s` (the original convolution), `width` lanes per panel.
-inline void prepack_flipped_filter(const Conv2dShape& s, const MicroKernel& kernel,
-                                   WorkerPool& pool, const float* w, int64_t width, float* packed) {
-  const int64_t M = s.gemm_m(), K = s.gemm_k(), T = s.kernel_height * s.kernel_width;
-  prepack_weights(
-      kernel, pool, s.groups, s.in_channels / s.groups, M * T, width,
-      [&](int64_t g) {
-        return FlippedFilter{&s, w + g * M * K};
-      },
-      packed);
+// How a forward convolution `s` (or backward_data's, on the flipped filter) gets its filter:
+// runs tasks(filter_of) with filter_of(g) the operand of group g's filter, either
+// `operand_of(g)` itself, which the tasks pack (in_tasks), or its panels packed once into
+// `packed` (`width` lanes wide) beforehand, unless `already_packed` says they are there.
+template <class OperandOfGroup, class Tasks>
+void with_filter(const Conv2dShape& s, const MicroKernel& kernel, WorkerPool& pool, bool in_tasks,
+                 bool already_packed, int64_t width, const OperandOfGroup& operand_of,
+                 float* packed, const Tasks& tasks) {
+  if (in_tasks) {
+    tasks(operand_of);
+    return;
+  }
+  const int64_t M = s.gemm_m(), K = s.gemm_k();
+  if (!already_packed) prepack_weights(kernel, pool, s.groups, M, K, width, operand_of, packed);
+  tasks([&](int64_t g) {
+    return PrepackedPanels{packed + g * prepacked_floats(M, K, width),
+                           (M + width - 1) / width * width, kernel.kc};
+  });
 }
 
 }  // namespace convgemm::detail
