@@ -5,19 +5,21 @@
 //
 // Two forms of each pass compute the same sums. The register-blocked one (channel multiplier
 // 1, pixels whose taps all lie inside the image, whole vectors of channels) keeps the sums of
-// kPixels output pixels, or of one where fewer are left (backward_weights: up to three kernel
-// rows' taps), in registers and loads each weight once per block; the per-pixel one handles
-// everything else (borders, the channels after the last whole vector, multipliers). Which form
-// computes a value depends on the shape and the value's position only, and both add the terms in
-// the same order: for each channel, taps in (kh, kw) order (backward_weights: over images, then
-// output positions, in order), from the value the output held (zero, or the output itself when
-// accumulating). So the bits depend on the shape and the CPU's variant of the kernel only, never on
-// the task, the row range or the thread count.
+// kPixels output pixels (forward: of up to kVectors vectors of channels each), or of one where
+// fewer are left (backward_weights: up to three kernel rows' taps), in registers and loads each
+// weight once per block; the per-pixel one handles everything else (borders, the channels after
+// the last whole vector, multipliers). Which form computes a value depends on the shape and the
+// value's position only, and both add the terms in the same order: for each channel, taps in
+// (kh, kw) order, from the value the output held (zero, or the output itself when
+// accumulating). backward_weights sums over output positions in order within chunks of rows
+// fixed by the shape, then adds the chunks in order. So the bits depend on the shape and the
+// CPU's variant of the kernel only, never on the task, the row range or the thread count.
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <utility>
 
+#include "convgemm/detail/check.hpp"
 #include "kernels.hpp"
 
 namespace convgemm::detail {
@@ -43,6 +45,15 @@ using Vec = float __attribute__((vector_size(kLanes * sizeof(float))));
 // Output pixels whose sums a register block holds: with the weight and the input vector, six
 // AVX-512 registers per channel vector (twelve AVX2 ones).
 constexpr int64_t kPixels = 4;
+
+// Vectors of channels a forward block holds side by side where the CPU has 32 vector registers
+// of 16 floats (AVX-512): 4 x 3 sums, a weight and an input. Twelve independent sums per tap
+// instead of four: 3x3 144@56 (stride 1 and 2) ran 3-8% faster on the Xeon of 2026-12-04.
+constexpr int kVectors = 3;
+// Whether the CPU running this has those registers. Asked at run time because all the clones
+// share one source; the answer changes only how many sums share a block, never their order, so
+// never a result.
+inline bool has_wide_registers() { return __builtin_cpu_supports("avx512f"); }
 
 // How far ahead the blocked forms ask for the pixels they will read: the hardware prefetchers
 // miss these strided runs (backward_weights at batch 8 ran at 9 GFLOP/s without, 14 with).
@@ -144,45 +155,68 @@ Columns forward_interior(const Geometry& g) {
   }
 }
 
-// Forward, register-blocked: the whole vectors of channels of U interior pixels from ow.
-template <int U>
+// Forward, register-blocked: V vectors of channels from c of U interior pixels from ow, their
+// U*V sums in registers while the taps pass (each tap: V weight loads for U*V products).
+template <int U, int V>
 [[gnu::always_inline]] inline void forward_block(const Geometry& g, const float* x_image,
                                                  const float* filters, const float* bias,
-                                                 bool accumulate, float* y, int64_t oh,
-                                                 int64_t ow) {
+                                                 bool accumulate, float* y, int64_t oh, int64_t ow,
+                                                 int64_t c) {
   const int64_t ih0 = oh * g.sh - g.pt, iw0 = ow * g.sw - g.pl;
   const int64_t pixel_step = g.sw * g.C;
-  for (int64_t c = 0; c < g.whole_channels; c += kLanes) {
-    Vec acc[U];
-    for (int64_t u = 0; u < U; ++u) {
+  Vec acc[U][V];
+  for (int u = 0; u < U; ++u) {
+    for (int v = 0; v < V; ++v) {
       if (accumulate) {
-        load(acc[u], y + u * g.O + c);
+        load(acc[u][v], y + u * g.O + c + v * kLanes);
       } else {
-        acc[u] = Vec{};
+        acc[u][v] = Vec{};
       }
     }
-    for (int64_t kh = 0; kh < g.KH; ++kh) {
-      const int64_t ih = ih0 + kh * g.dh;
-      if (ih < 0 || ih >= g.H) continue;
-      const float* row = x_image + (ih * g.W + iw0) * g.C + c;
-      prefetch(row, kPrefetchPixels * pixel_step);
-      for (int64_t kw = 0; kw < g.KW; ++kw) {
+  }
+  for (int64_t kh = 0; kh < g.KH; ++kh) {
+    const int64_t ih = ih0 + kh * g.dh;
+    if (ih < 0 || ih >= g.H) continue;
+    const float* row = x_image + (ih * g.W + iw0) * g.C + c;
+    prefetch(row, kPrefetchPixels * pixel_step);
+    for (int64_t kw = 0; kw < g.KW; ++kw) {
+      const float* src = row + kw * g.dw * g.C;
+      const float* weights = filters + (kh * g.KW + kw) * g.O + c;
+      for (int v = 0; v < V; ++v) {
         Vec weight, input;
-        load(weight, filters + (kh * g.KW + kw) * g.O + c);
-        const float* src = row + kw * g.dw * g.C;
-        for (int64_t u = 0; u < U; ++u) {
-          load(input, src + u * pixel_step);
-          acc[u] += weight * input;
+        load(weight, weights + v * kLanes);
+        for (int u = 0; u < U; ++u) {
+          load(input, src + u * pixel_step + v * kLanes);
+          acc[u][v] += weight * input;
         }
       }
     }
+  }
+  for (int v = 0; v < V; ++v) {
     Vec b = Vec{};
-    if (bias != nullptr) load(b, bias + c);
-    for (int64_t u = 0; u < U; ++u) {
-      if (bias != nullptr) acc[u] += b;
-      store(y + u * g.O + c, acc[u]);
+    if (bias != nullptr) load(b, bias + c + v * kLanes);
+    for (int u = 0; u < U; ++u) {
+      if (bias != nullptr) acc[u][v] += b;
+      store(y + u * g.O + c + v * kLanes, acc[u][v]);
     }
   }
+}
+
+// Forward, register-blocked: the whole vectors of channels of U interior pixels from ow, in
+// groups of kVectors (kVectors = 1: the AVX2 and baseline clones, whose registers hold fewer
+// sums) and then one by one.
+template <int U>
+[[gnu::always_inline]] inline void forward_blocks(const Geometry& g, const float* x_image,
+                                                  const float* filters, const float* bias,
+                                                  bool accumulate, float* y, int64_t oh, int64_t ow,
+                                                  bool wide) {
+  int64_t c = 0;
+  if (wide) {
+    for (; c + kVectors * kLanes <= g.whole_channels; c += kVectors * kLanes)
+      forward_block<U, kVectors>(g, x_image, filters, bias, accumulate, y, oh, ow, c);
+  }
+  for (; c < g.whole_channels; c += kLanes)
+    forward_block<U, 1>(g, x_image, filters, bias, accumulate, y, oh, ow, c);
 }
 
 // Backward_data, per pixel: channels [c_first, C) of dx pixel (ih, iw), gathered tap by tap
@@ -395,47 +429,44 @@ template <int KW>
 // The kernel widths with a register-blocked weight gradient (the rest go pixel by pixel).
 constexpr int kMaxBlockedWidth = 7;
 
-// One task's dw: output channels [o_begin, o_end), ranges of kLanes channels side by side,
-// walking the images and rows once for all of them (a range per pass over the batch would
-// read every cache line of x and dy from memory once per range). Each range takes the
-// register-blocked form for width KW when it is a whole vector (KW = 0: none does) and goes
-// pixel by pixel otherwise; sums [range][KH*KW][kLanes].
+// One chunk's tap sums: output rows [row_begin, row_end) of the batch (row r = n * OH + oh),
+// every channel, ranges of kLanes channels side by side, so that x and dy are read once, row by
+// row. Each range takes the register-blocked form for width KW when it is a whole vector (KW =
+// 0: none does) and goes pixel by pixel otherwise; sums [range][KH*KW][kLanes], from zero.
 template <int KW>
-[[gnu::always_inline]] inline void weights_task(const Geometry& g, const float* x, const float* dy,
-                                                int64_t o_begin, int64_t o_end, int64_t batch,
-                                                float* sums) {
+[[gnu::always_inline]] inline void weights_chunk(const Geometry& g, const float* x, const float* dy,
+                                                 int64_t row_begin, int64_t row_end, float* sums) {
   const Columns interior = forward_interior(g);
   const int64_t range_floats = g.KH * g.KW * kLanes;
-  for (int64_t n = 0; n < batch; ++n) {
+  std::fill(sums, sums + ceil_div(g.O, kLanes) * range_floats, 0.0f);
+  for (int64_t r = row_begin; r < row_end; ++r) {
+    const int64_t n = r / g.OH, oh = r % g.OH;
     const float* x_image = x + n * g.H * g.W * g.C;
-    for (int64_t oh = 0; oh < g.OH; ++oh) {
-      const float* dy_row = dy + (n * g.OH + oh) * g.OW * g.O;
-      for (int64_t c = o_begin; c < o_end; c += kLanes) {
-        float* range_sums = sums + (c - o_begin) / kLanes * range_floats;
-        if constexpr (KW > 0) {
-          if (c + kLanes <= g.whole_channels) {
-            weights_row<KW>(g, x_image, dy_row + c, c, oh, interior, range_sums);
-            continue;
-          }
+    const float* dy_row = dy + r * g.OW * g.O;
+    for (int64_t c = 0; c < g.O; c += kLanes) {
+      float* range_sums = sums + c / kLanes * range_floats;
+      if constexpr (KW > 0) {
+        if (c + kLanes <= g.whole_channels) {
+          weights_row<KW>(g, x_image, dy_row + c, c, oh, interior, range_sums);
+          continue;
         }
-        const int64_t count = std::min(kLanes, o_end - c);
-        for (int64_t ow = 0; ow < g.OW; ++ow)
-          weights_pixel(g, x_image, dy_row + ow * g.O + c, c, count, oh, ow, range_sums);
       }
+      const int64_t count = std::min(kLanes, g.O - c);
+      for (int64_t ow = 0; ow < g.OW; ++ow)
+        weights_pixel(g, x_image, dy_row + ow * g.O + c, c, count, oh, ow, range_sums);
     }
   }
 }
 
-// weights_task<KW> for the shape's kernel width, one of Widths (0 stands for every width past
+// weights_chunk<KW> for the shape's kernel width, one of Widths (0 stands for every width past
 // the last: the per-pixel form).
 template <int... Widths>
-[[gnu::always_inline]] inline void weights_task_for_width(std::integer_sequence<int, Widths...>,
-                                                          const Geometry& g, const float* x,
-                                                          const float* dy, int64_t o_begin,
-                                                          int64_t o_end, int64_t batch,
-                                                          float* sums) {
+[[gnu::always_inline]] inline void weights_chunk_for_width(std::integer_sequence<int, Widths...>,
+                                                           const Geometry& g, const float* x,
+                                                           const float* dy, int64_t row_begin,
+                                                           int64_t row_end, float* sums) {
   const int width = g.KW <= kMaxBlockedWidth ? int(g.KW) : 0;
-  ((width == Widths ? weights_task<Widths>(g, x, dy, o_begin, o_end, batch, sums) : void()), ...);
+  ((width == Widths ? weights_chunk<Widths>(g, x, dy, row_begin, row_end, sums) : void()), ...);
 }
 
 }  // namespace
@@ -456,6 +487,7 @@ void depthwise_nhwc_forward_rows(const Conv2dShape& s, const float* x_image, con
                                  int64_t oh_begin, int64_t oh_end) {
   const Geometry g = geometry_of(s);
   const Columns interior = forward_interior(g);
+  const bool wide = has_wide_registers();
   for (int64_t oh = oh_begin; oh < oh_end; ++oh) {
     float* y_row = y_image + oh * g.OW * g.O;
     int64_t ow = 0;
@@ -466,9 +498,10 @@ void depthwise_nhwc_forward_rows(const Conv2dShape& s, const float* x_image, con
     while (ow < interior.end) {
       const int64_t pixels = ow + kPixels <= interior.end ? kPixels : 1;
       if (pixels == kPixels) {
-        forward_block<kPixels>(g, x_image, filters, bias, accumulate, y_row + ow * g.O, oh, ow);
+        forward_blocks<kPixels>(g, x_image, filters, bias, accumulate, y_row + ow * g.O, oh, ow,
+                                wide);
       } else {
-        forward_block<1>(g, x_image, filters, bias, accumulate, y_row + ow * g.O, oh, ow);
+        forward_blocks<1>(g, x_image, filters, bias, accumulate, y_row + ow * g.O, oh, ow, wide);
       }
       if (g.whole_channels != g.O) {
         for (int64_t u = 0; u < pixels; ++u) {
@@ -497,24 +530,108 @@ void depthwise_nhwc_backward_data_rows(const Conv2dShape& s, const float* dy_ima
   }
 }
 
+namespace {
+
+// A chunk's sums: dw's, [range][KH*KW][kLanes], then db's, one double per output channel
+// (copied in and out as bytes: the workspace holds floats).
+int64_t weight_sum_floats(const Conv2dShape& s) {
+  return ceil_div(s.out_channels, kLanes) * kLanes * s.kernel_height * s.kernel_width;
+}
+
+// db's chains of one chunk: a double per channel over its output rows' pixels in order, the
+// rows still in cache from the weight sums; a vector of channels at a time keeps its chains in
+// registers (Whole: all kLanes of them, a constant count).
+template <bool Whole>
+[[gnu::always_inline]] inline void add_bias_channels(const float* dy, int64_t O, int64_t p_begin,
+                                                     int64_t p_end, int64_t count,
+                                                     char* chains_bytes) {
+  const int64_t n = Whole ? kLanes : count;
+  double chains[kLanes] = {};
+  for (int64_t p = p_begin; p < p_end; ++p) {
+    const float* values = dy + p * O;
+    for (int64_t c = 0; c < n; ++c) chains[c] += values[c];
+  }
+  std::memcpy(chains_bytes, chains, static_cast<std::size_t>(n) * sizeof(double));
+}
+
+[[gnu::always_inline]] inline void add_bias_chunk(const Conv2dShape& s, const float* dy,
+                                                  int64_t row_begin, int64_t row_end,
+                                                  char* chunk_bias_sums) {
+  const int64_t O = s.out_channels, OW = s.out_width();
+  for (int64_t first = 0; first < O; first += kLanes) {
+    char* chains = chunk_bias_sums + first * sizeof(double);
+    if (first + kLanes <= O) {
+      add_bias_channels<true>(dy + first, O, row_begin * OW, row_end * OW, kLanes, chains);
+    } else {
+      add_bias_channels<false>(dy + first, O, row_begin * OW, row_end * OW, O - first, chains);
+    }
+  }
+}
+
+}  // namespace
+
+int64_t depthwise_nhwc_chunk_floats(const Conv2dShape& s) {
+  const int64_t bias_floats = s.out_channels * int64_t{sizeof(double) / sizeof(float)};
+  return ceil_div(weight_sum_floats(s) + bias_floats, kLanes) * kLanes;
+}
+
+int64_t depthwise_nhwc_weight_chunks(const Conv2dShape& s) {
+  constexpr int64_t kMaxChunks = 16;
+  constexpr int64_t kMaxPartialBytes = int64_t{1} << 20;
+  const int64_t affordable = kMaxPartialBytes / (depthwise_nhwc_chunk_floats(s) * 4);
+  return std::clamp(std::min(s.batch * s.out_height(), affordable), int64_t{1}, kMaxChunks);
+}
+
 CONVGEMM_NHWC_KERNEL
-void depthwise_nhwc_backward_weights_range(const Conv2dShape& s, const float* x, const float* dy,
-                                           int64_t o_begin, int64_t o_end, bool accumulate,
-                                           float* dw, float* scratch) {
-  // scratch [range][KH*KW][kLanes], a range being a vector of channels: each tap's sums over
-  // every image and position in order.
+void depthwise_nhwc_backward_weights_chunk(const Conv2dShape& s, const float* x, const float* dy,
+                                           int64_t chunk, bool with_bias, float* chunk_sums) {
   const Geometry g = geometry_of(s);
-  const int64_t T = g.KH * g.KW;
-  const auto sum_of = [&](int64_t o, int64_t tap) -> float& {
-    const int64_t range = (o - o_begin) / kLanes, lane = (o - o_begin) % kLanes;
-    return scratch[(range * T + tap) * kLanes + lane];
+  const int64_t rows = s.batch * g.OH, chunks = depthwise_nhwc_weight_chunks(s);
+  const int64_t row_begin = chunk * rows / chunks, row_end = (chunk + 1) * rows / chunks;
+  weights_chunk_for_width(std::make_integer_sequence<int, kMaxBlockedWidth + 1>{}, g, x, dy,
+                          row_begin, row_end, chunk_sums);
+  if (with_bias) {
+    add_bias_chunk(s, dy, row_begin, row_end,
+                   reinterpret_cast<char*>(chunk_sums + weight_sum_floats(s)));
+  }
+}
+
+CONVGEMM_NHWC_KERNEL
+void depthwise_nhwc_add_weight_chunks(const Conv2dShape& s, float* chunk_sums, bool accumulate,
+                                      float* dw, float* dbias) {
+  const int64_t O = s.out_channels, T = s.kernel_height * s.kernel_width;
+  const int64_t chunks = depthwise_nhwc_weight_chunks(s);
+  const int64_t chunk_floats = depthwise_nhwc_chunk_floats(s), sums = weight_sum_floats(s);
+  // Chunk 0's sums become the totals in place: (prior) + chunk 0 + chunk 1 + ..., element-wise.
+  const auto at = [&](int64_t o, int64_t tap) {
+    return (o / kLanes * T + tap) * kLanes + o % kLanes;
   };
-  for (int64_t o = o_begin; o < o_end; ++o)
-    for (int64_t tap = 0; tap < T; ++tap) sum_of(o, tap) = accumulate ? dw[o * T + tap] : 0.0f;
-  weights_task_for_width(std::make_integer_sequence<int, kMaxBlockedWidth + 1>{}, g, x, dy, o_begin,
-                         o_end, s.batch, scratch);
-  for (int64_t o = o_begin; o < o_end; ++o)
-    for (int64_t tap = 0; tap < T; ++tap) dw[o * T + tap] = sum_of(o, tap);
+  if (accumulate) {
+    for (int64_t o = 0; o < O; ++o)
+      for (int64_t tap = 0; tap < T; ++tap) chunk_sums[at(o, tap)] += dw[o * T + tap];
+  }
+  for (int64_t chunk = 1; chunk < chunks; ++chunk) {
+    const float* chunk_k = chunk_sums + chunk * chunk_floats;
+    for (int64_t i = 0; i < sums; ++i) chunk_sums[i] += chunk_k[i];
+  }
+  for (int64_t o = 0; o < O; ++o)
+    for (int64_t tap = 0; tap < T; ++tap) dw[o * T + tap] = chunk_sums[at(o, tap)];
+  if (dbias == nullptr) return;
+  // db: each channel's chunk chains added in chunk order, in double, then rounded once.
+  for (int64_t first = 0; first < O; first += kLanes) {
+    const int64_t count = std::min(kLanes, O - first);
+    const auto bytes = static_cast<std::size_t>(count) * sizeof(double);
+    double total[kLanes], chain[kLanes];
+    std::memcpy(total, chunk_sums + sums + 2 * first, bytes);
+    for (int64_t chunk = 1; chunk < chunks; ++chunk) {
+      std::memcpy(chain, chunk_sums + chunk * chunk_floats + sums + 2 * first, bytes);
+      for (int64_t c = 0; c < count; ++c) total[c] += chain[c];
+    }
+    for (int64_t c = 0; c < count; ++c) {
+      const float sum = static_cast<float>(total[c]);
+      dbias[first + c] = accumulate ? dbias[first + c] + sum : sum;
+    }
+  }
 }
 
 }  // namespace convgemm::detail

@@ -118,12 +118,19 @@ void depthwise_nhwc_forward_rows(const Conv2dShape& shape, const float* x_image,
 void depthwise_nhwc_backward_data_rows(const Conv2dShape& shape, const float* dy_image,
                                        const float* filters, bool accumulate, float* dx_image,
                                        int64_t ih_begin, int64_t ih_end);
-// dw of output channels [o_begin, o_end), at most kNhwcWeightChannels of them (a task: the
-// images are read once for all its channels), summed over the whole batch in order; scratch
-// holds KH*KW*kNhwcWeightChannels floats.
-inline constexpr int64_t kNhwcWeightChannels = 64;
-void depthwise_nhwc_backward_weights_range(const Conv2dShape& shape, const float* x,
-                                           const float* dy, int64_t o_begin, int64_t o_end,
-                                           bool accumulate, float* dw, float* scratch);
+// dw and db, summed in depthwise_nhwc_weight_chunks chunks fixed by the shape (each a range of
+// the batch's output rows, every channel; at most 16, their sums at most 1 MiB) so that the
+// chunks run in parallel, then added in chunk order: chunk k's sums fill the
+// depthwise_nhwc_chunk_floats floats at chunk_sums + k * that (db's only when with_bias), and
+// depthwise_nhwc_add_weight_chunks writes dw = (dw if accumulating) + chunk 0 + chunk 1 + ...
+// (overwriting chunk 0's sums), and, unless dbias is null, dbias = (dbias if accumulating) + the
+// chunks' double sums.
+int64_t depthwise_nhwc_weight_chunks(const Conv2dShape& shape);
+int64_t depthwise_nhwc_chunk_floats(const Conv2dShape& shape);
+void depthwise_nhwc_backward_weights_chunk(const Conv2dShape& shape, const float* x,
+                                           const float* dy, int64_t chunk, bool with_bias,
+                                           float* chunk_sums);
+void depthwise_nhwc_add_weight_chunks(const Conv2dShape& shape, float* chunk_sums, bool accumulate,
+                                      float* dw, float* dbias);
 
 }  // namespace convgemm::detail

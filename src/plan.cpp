@@ -122,11 +122,11 @@ Blocking blocking_for_budget(const Conv2dShape& s, int64_t budget_floats, int64_
   }
 
   if (b.depthwise && s.layout == Layout::nhwc) {
-    // Each slot holds the tap sums of a task's channels of dw; the tap-major filters are shared
-    // (in the partials).
-    b.slot_floats =
-        round_up(s.kernel_height * s.kernel_width * kNhwcWeightChannels, kCacheLineFloats);
-    b.partial_floats = round_up(depthwise_nhwc_filter_floats(s), kCacheLineFloats);
+    // The partials hold the tap-major filters (forward, backward_data) or dw's chunk sums.
+    b.partial_floats =
+        round_up(std::max(depthwise_nhwc_filter_floats(s),
+                          depthwise_nhwc_weight_chunks(s) * depthwise_nhwc_chunk_floats(s)),
+                 kCacheLineFloats);
   } else if (b.depthwise) {
     b.slot_floats = round_up(depthwise_scratch_floats(s), kCacheLineFloats);
   } else if (!b.pointwise) {
@@ -473,13 +473,12 @@ void Plan::backward_weights(const float* x, const float* dy, float* dw, float* d
   const int64_t channel_panels = blocking_.weight_channel_panels;
   const int64_t channel_rows = blocking_.weight_channel_panel_rows;
   if (blocking_.depthwise && s.layout == Layout::nhwc) {
-    pool_.run(ceil_div(O, kNhwcWeightChannels), [&](int64_t task, int slot) {
-      const int64_t o_begin = task * kNhwcWeightChannels;
-      depthwise_nhwc_backward_weights_range(s, x, dy, o_begin,
-                                            std::min(O, o_begin + kNhwcWeightChannels), accumulate,
-                                            dw, scratch(slot));
+    const int64_t chunk_floats = depthwise_nhwc_chunk_floats(s);
+    pool_.run(depthwise_nhwc_weight_chunks(s), [&](int64_t chunk, int) {
+      depthwise_nhwc_backward_weights_chunk(s, x, dy, chunk, dbias != nullptr,
+                                            partials() + chunk * chunk_floats);
     });
-    if (dbias != nullptr) sum_channels(dy, O, P, dbias, accumulate);
+    depthwise_nhwc_add_weight_chunks(s, partials(), accumulate, dw, dbias);
     return;
   }
   if (blocking_.depthwise) {

@@ -13,6 +13,7 @@
 #include "convgemm/conv2d.hpp"
 #include "convgemm/conv_transpose2d.hpp"
 #include "convgemm/naive.hpp"
+#include "kernels.hpp"
 #include "support/checks.hpp"
 #include "support/compare.hpp"
 #include "support/finite_differences.hpp"
@@ -248,6 +249,43 @@ TEST(NhwcDepthwise, EveryFormOfTheDirectKernelsMatchesNaive) {
         expect_gradients_add_to_the_buffers(s, options, rng);
       }
     }
+  }
+}
+
+TEST(NhwcDepthwise, WeightGradientMatchesNaiveInEveryChunkingOfItsRows) {
+  // The nhwc depthwise backward_weights sums dw and db in chunks of the batch's output rows
+  // fixed by the shape (at most 16, their sums at most 1 MiB), added in chunk order. Enumerated:
+  // one chunk, a chunk per row, 16 chunks cut inside images, chunks capped by the sums' size
+  // (2048 channels), and stride 2; each against naive, with bias, accumulating, on 1-3 threads.
+  struct Case {
+    int64_t batch, channels, height, width, stride, chunks;
+  };
+  const Case cases[] = {{1, 20, 1, 9, 1, 1},
+                        {1, 33, 5, 7, 1, 5},
+                        {3, 48, 7, 6, 1, 16},
+                        {2, 2048, 8, 5, 1, 11},
+                        {2, 17, 9, 8, 2, 10}};
+  std::mt19937_64 rng(test::test_seed());
+  SCOPED_TRACE(test::seed_description());
+  int case_index = 0;
+  for (const Case& c : cases) {
+    Conv2dShape s{.batch = c.batch,
+                  .in_channels = c.channels,
+                  .in_height = c.height,
+                  .in_width = c.width,
+                  .out_channels = c.channels,
+                  .kernel_height = 3,
+                  .kernel_width = 3,
+                  .stride_height = c.stride,
+                  .stride_width = c.stride,
+                  .groups = c.channels,
+                  .layout = kNhwc};
+    s.set_padding(1);
+    SCOPED_TRACE(s.to_string());
+    ASSERT_EQ(detail::depthwise_nhwc_weight_chunks(s), c.chunks);
+    const Conv2dOptions options{.num_threads = 1 + case_index++ % 3};
+    test::expect_backward_weights_matches_naive(s, options, rng, /*with_bias=*/true);
+    expect_gradients_add_to_the_buffers(s, options, rng);
   }
 }
 
