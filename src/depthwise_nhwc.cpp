@@ -475,11 +475,39 @@ int64_t depthwise_nhwc_filter_floats(const Conv2dShape& s) {
   return s.out_channels * s.kernel_height * s.kernel_width;
 }
 
-void depthwise_nhwc_tap_major(const Conv2dShape& s, const float* w, float* filters) {
+void depthwise_nhwc_tap_major(const Conv2dShape& s, const float* w, bool reversed, float* filters) {
   const int64_t O = s.out_channels, T = s.kernel_height * s.kernel_width;
   for (int64_t o = 0; o < O; ++o)
-    for (int64_t t = 0; t < T; ++t) filters[t * O + o] = w[o * T + t];
+    for (int64_t t = 0; t < T; ++t) filters[(reversed ? T - 1 - t : t) * O + o] = w[o * T + t];
 }
+
+bool depthwise_nhwc_data_gradient_is_a_forward(const Conv2dShape& s) {
+  const int64_t extent_h = (s.kernel_height - 1) * s.dilation_height;
+  const int64_t extent_w = (s.kernel_width - 1) * s.dilation_width;
+  return s.stride_height == 1 && s.stride_width == 1 && s.out_channels == s.in_channels &&
+         std::max(s.pad_top, s.pad_bottom) <= extent_h &&
+         std::max(s.pad_left, s.pad_right) <= extent_w;
+}
+
+namespace {
+
+// The forward convolution whose output is backward_data's dx (depthwise, stride 1, multiplier
+// 1): dx[ih, iw] = sum over taps of dy[ih + pt - kh * dh, iw + pl - kw * dw] * w[kh, kw], the
+// convolution of dy with the taps reversed, padded by the kernel's extent minus each padding.
+Conv2dShape data_gradient_forward_shape(const Conv2dShape& s) {
+  const int64_t extent_h = (s.kernel_height - 1) * s.dilation_height;
+  const int64_t extent_w = (s.kernel_width - 1) * s.dilation_width;
+  Conv2dShape f = s;
+  f.in_height = s.out_height();
+  f.in_width = s.out_width();
+  f.pad_top = extent_h - s.pad_top;
+  f.pad_bottom = extent_h - s.pad_bottom;
+  f.pad_left = extent_w - s.pad_left;
+  f.pad_right = extent_w - s.pad_right;
+  return f;
+}
+
+}  // namespace
 
 CONVGEMM_NHWC_KERNEL
 void depthwise_nhwc_forward_rows(const Conv2dShape& s, const float* x_image, const float* filters,
@@ -520,6 +548,11 @@ CONVGEMM_NHWC_KERNEL
 void depthwise_nhwc_backward_data_rows(const Conv2dShape& s, const float* dy_image,
                                        const float* filters, bool accumulate, float* dx_image,
                                        int64_t ih_begin, int64_t ih_end) {
+  if (depthwise_nhwc_data_gradient_is_a_forward(s)) {
+    depthwise_nhwc_forward_rows(data_gradient_forward_shape(s), dy_image, filters, nullptr,
+                                accumulate, dx_image, ih_begin, ih_end);
+    return;
+  }
   const Geometry g = geometry_of(s);
   if (g.sh == 1 && g.sw == 1) {
     backward_data_rows<1, 1>(g, dy_image, filters, accumulate, dx_image, ih_begin, ih_end);

@@ -109,12 +109,18 @@ void depthwise_backward_weights_filter(const Conv2dShape& shape, const float* x_
 // per call by depthwise_nhwc_tap_major into depthwise_nhwc_filter_floats floats. Images are
 // [H, W, C] and [OH, OW, O]; accumulate adds to the output instead of overwriting it.
 int64_t depthwise_nhwc_filter_floats(const Conv2dShape& shape);
-void depthwise_nhwc_tap_major(const Conv2dShape& shape, const float* w, float* filters);
+// reversed: the taps in reverse order, for a backward_data that runs as a forward convolution.
+void depthwise_nhwc_tap_major(const Conv2dShape& shape, const float* w, bool reversed,
+                              float* filters);
 // Output rows [oh_begin, oh_end) of one image: y = sum over taps (+ bias, which may be null).
 void depthwise_nhwc_forward_rows(const Conv2dShape& shape, const float* x_image,
                                  const float* filters, const float* bias, bool accumulate,
                                  float* y_image, int64_t oh_begin, int64_t oh_end);
-// Input rows [ih_begin, ih_end) of one image's dx, gathered from dy.
+// Input rows [ih_begin, ih_end) of one image's dx, gathered from dy: where
+// depthwise_nhwc_data_gradient_is_a_forward (stride 1, multiplier 1, every padding at most the
+// dilated kernel's extent minus one), by the forward kernels on dy with the taps reversed (the
+// filters from depthwise_nhwc_tap_major with reversed), so each dx sums its taps in reverse order.
+bool depthwise_nhwc_data_gradient_is_a_forward(const Conv2dShape& shape);
 void depthwise_nhwc_backward_data_rows(const Conv2dShape& shape, const float* dy_image,
                                        const float* filters, bool accumulate, float* dx_image,
                                        int64_t ih_begin, int64_t ih_end);

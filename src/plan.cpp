@@ -336,7 +336,7 @@ void Plan::forward(const float* x, const float* w, const float* bias, float* y, 
   const int64_t blocks = blocking_.blocks_per_image;
   const RowSplit split{s.out_height(), blocks};
   if (blocking_.depthwise && s.layout == Layout::nhwc) {
-    depthwise_nhwc_tap_major(s, w, partials());
+    depthwise_nhwc_tap_major(s, w, /*reversed=*/false, partials());
     const int64_t OH = s.out_height(), image = s.in_height * s.in_width * C;
     pool_.run(s.batch * OH, [&](int64_t task, int) {  // one output row each
       const int64_t n = task / OH, oh = task % OH;
@@ -410,7 +410,7 @@ void Plan::backward_data(const float* dy, const float* w, float* dx, bool accumu
   const int64_t images_groups = s.batch * G;
 
   if (blocking_.depthwise && s.layout == Layout::nhwc) {
-    depthwise_nhwc_tap_major(s, w, partials());
+    depthwise_nhwc_tap_major(s, w, depthwise_nhwc_data_gradient_is_a_forward(s), partials());
     const int64_t H = s.in_height;
     pool_.run(s.batch * H, [&](int64_t task, int) {  // one input row each
       const int64_t n = task / H, ih = task % H;

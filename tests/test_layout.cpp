@@ -200,10 +200,12 @@ TEST(NhwcDepthwise, EveryFormOfTheDirectKernelsMatchesNaive) {
   // whole vectors of 16 channels, blocks of 4 pixels whose taps lie inside the image) and a
   // per-pixel one (borders, the channels after the last whole vector, multipliers, the rest of
   // a row), and backward_weights' blocked form is compiled per kernel width up to 7, summing up
-  // to three kernel rows together. Enumerated: channel counts around the vector and the
-  // 64-channel chunk, multipliers, kernels 1x1 to 7x7 and 1x8 (3x3 and 5x5 at stride 1 and 2),
-  // dilation, asymmetric padding, widths with and without a whole block, threads; each pass
-  // against naive, gradients also accumulating.
+  // to three kernel rows together. backward_data at stride 1 with multiplier 1 and paddings
+  // within the kernel's extent runs as the forward kernels with the taps reversed. Enumerated:
+  // channel counts around the vector, the forward's 3-vector groups and the 64-channel chunk,
+  // multipliers, kernels 1x1 to 7x7 and 1x8 (3x3 and 5x5 at stride 1 and 2), dilation,
+  // asymmetric padding up to the extent and past it, widths with and without a whole block,
+  // threads; each pass against naive, gradients also accumulating.
   struct Geometry {
     int64_t kh, kw, stride_h, stride_w, dilation, pad_top, pad_bottom, pad_left, pad_right;
   };
@@ -211,7 +213,8 @@ TEST(NhwcDepthwise, EveryFormOfTheDirectKernelsMatchesNaive) {
       {3, 3, 1, 1, 1, 1, 1, 1, 1}, {3, 3, 2, 2, 1, 1, 1, 1, 1}, {5, 5, 1, 1, 1, 2, 2, 2, 2},
       {5, 5, 2, 2, 1, 2, 1, 2, 1}, {2, 3, 1, 2, 2, 0, 1, 2, 0}, {1, 1, 1, 1, 1, 0, 0, 0, 0},
       {1, 8, 1, 1, 1, 0, 0, 3, 4}, {3, 3, 3, 3, 1, 0, 2, 2, 0}, {3, 1, 1, 1, 1, 1, 1, 0, 0},
-      {3, 2, 2, 1, 1, 1, 1, 1, 0}, {4, 4, 1, 1, 1, 2, 1, 2, 1}, {7, 7, 1, 2, 1, 3, 3, 3, 3}};
+      {3, 2, 2, 1, 1, 1, 1, 1, 0}, {4, 4, 1, 1, 1, 2, 1, 2, 1}, {7, 7, 1, 2, 1, 3, 3, 3, 3},
+      {3, 3, 1, 1, 1, 2, 2, 2, 2}, {3, 3, 1, 1, 2, 4, 0, 1, 4}, {3, 3, 1, 1, 1, 3, 0, 0, 3}};
   struct Channels {
     int64_t in, multiplier;
   };
@@ -219,7 +222,7 @@ TEST(NhwcDepthwise, EveryFormOfTheDirectKernelsMatchesNaive) {
                                    {65, 1}, {144, 1}, {8, 2},  {17, 3}};
   std::mt19937_64 rng(test::test_seed());
   SCOPED_TRACE(test::seed_description());
-  int case_index = 0;
+  int case_index = 0, data_gradients_as_forwards = 0;
   for (const Geometry& g : geometries) {
     for (const Channels& c : channel_sets) {
       for (const int64_t width : {5, 13}) {
@@ -243,6 +246,7 @@ TEST(NhwcDepthwise, EveryFormOfTheDirectKernelsMatchesNaive) {
         const Conv2dOptions options{.num_threads = 1 + case_index++ % 3};
         SCOPED_TRACE(s.to_string());
         ASSERT_EQ(Conv2d(s, options).describe(), "depthwise direct kernels, nhwc");
+        data_gradients_as_forwards += detail::depthwise_nhwc_data_gradient_is_a_forward(s);
         test::expect_forward_matches_naive(s, options, rng, /*with_bias=*/width == 13);
         test::expect_backward_data_matches_naive(s, options, rng);
         test::expect_backward_weights_matches_naive(s, options, rng, /*with_bias=*/true);
@@ -250,6 +254,9 @@ TEST(NhwcDepthwise, EveryFormOfTheDirectKernelsMatchesNaive) {
       }
     }
   }
+  // Both backward_data routes are reached: as a forward with reversed taps, and gathered.
+  EXPECT_GT(data_gradients_as_forwards, 0);
+  EXPECT_LT(data_gradients_as_forwards, case_index);
 }
 
 TEST(NhwcDepthwise, WeightGradientMatchesNaiveInEveryChunkingOfItsRows) {
