@@ -269,42 +269,83 @@ template <int U, int SW>
   return true;
 }
 
-// Backward_data, register-blocked: the whole vectors of channels of U dx pixels iw, iw + sw,
-// ..., whose output pixels are neighbours: ow, ow + 1, ...
-template <int U, int SH, int SW>
-[[gnu::always_inline]] inline void backward_data_block(const Geometry& g, const float* dy_image,
-                                                       const float* filters, bool accumulate,
-                                                       float* dx, int64_t ih, int64_t iw) {
+// The taps that reach a backward_data block, in (kh, kw) order: each one's offset into the
+// tap-major filters and into dy (from the block's first output pixel), found once per block
+// rather than once per vector of channels.
+struct BlockTaps {
+  static constexpr int kMax = 64;  // 8 x 8: larger kernels go pixel by pixel
+  int count = 0;
+  int64_t weight[kMax], gradient[kMax];
+};
+
+template <int SH, int SW>
+[[gnu::always_inline]] inline void find_block_taps(const Geometry& g, int64_t ih, int64_t iw,
+                                                   BlockTaps& taps) {
   const int64_t sh = SH ? SH : g.sh, sw = SW ? SW : g.sw;
-  const int64_t pixel_step = sw * g.C;
-  for (int64_t c = 0; c < g.whole_channels; c += kLanes) {
-    Vec acc[U];
-    for (int64_t u = 0; u < U; ++u) {
-      if (accumulate) {
-        load(acc[u], dx + u * pixel_step + c);
-      } else {
-        acc[u] = Vec{};
-      }
+  taps.count = 0;
+  for (int64_t kh = 0; kh < g.KH; ++kh) {
+    const int64_t rows = ih + g.pt - kh * g.dh;
+    if (rows < 0 || rows % sh != 0 || rows / sh >= g.OH) continue;
+    for (int64_t kw = 0; kw < g.KW; ++kw) {
+      const int64_t cols = iw + g.pl - kw * g.dw;
+      if (cols % sw != 0) continue;  // cols >= 0: the block is interior
+      taps.weight[taps.count] = (kh * g.KW + kw) * g.O;
+      taps.gradient[taps.count] = (rows / sh * g.OW + cols / sw) * g.O;
+      ++taps.count;
     }
-    for (int64_t kh = 0; kh < g.KH; ++kh) {
-      const int64_t rows = ih + g.pt - kh * g.dh;
-      if (rows < 0 || rows % sh != 0 || rows / sh >= g.OH) continue;
-      const float* dy_row = dy_image + rows / sh * g.OW * g.O + c;
-      prefetch(dy_row, (iw / sw + kPrefetchPixels) * g.O);
-      for (int64_t kw = 0; kw < g.KW; ++kw) {
-        const int64_t cols = iw + g.pl - kw * g.dw;
-        if (cols % sw != 0) continue;  // cols >= 0: the block is interior
-        Vec weight, gradient;
-        load(weight, filters + (kh * g.KW + kw) * g.O + c);
-        const float* src = dy_row + cols / sw * g.O;
-        for (int64_t u = 0; u < U; ++u) {
-          load(gradient, src + u * g.O);
-          acc[u] += weight * gradient;
-        }
-      }
-    }
-    for (int64_t u = 0; u < U; ++u) store(dx + u * pixel_step + c, acc[u]);
   }
+}
+
+// Backward_data, register-blocked: V vectors of channels from c of U dx pixels iw, iw + sw,
+// ..., whose output pixels are neighbours: ow, ow + 1, ...
+template <int U, int V>
+[[gnu::always_inline]] inline void backward_data_block(const Geometry& g, const float* dy_image,
+                                                       const float* filters, const BlockTaps& taps,
+                                                       bool accumulate, float* dx,
+                                                       int64_t pixel_step, int64_t c) {
+  Vec acc[U][V];
+  for (int u = 0; u < U; ++u) {
+    for (int v = 0; v < V; ++v) {
+      if (accumulate) {
+        load(acc[u][v], dx + u * pixel_step + c + v * kLanes);
+      } else {
+        acc[u][v] = Vec{};
+      }
+    }
+  }
+  for (int t = 0; t < taps.count; ++t) {
+    const float* weights = filters + taps.weight[t] + c;
+    const float* src = dy_image + taps.gradient[t] + c;
+    for (int v = 0; v < V; ++v) {
+      prefetch(src + v * kLanes, kPrefetchPixels * g.O);
+      Vec weight, gradient;
+      load(weight, weights + v * kLanes);
+      for (int u = 0; u < U; ++u) {
+        load(gradient, src + u * g.O + v * kLanes);
+        acc[u][v] += weight * gradient;
+      }
+    }
+  }
+  for (int u = 0; u < U; ++u)
+    for (int v = 0; v < V; ++v) store(dx + u * pixel_step + c + v * kLanes, acc[u][v]);
+}
+
+// The whole vectors of channels of a block: kVectors at a time where the registers are wide.
+template <int U, int SH, int SW>
+[[gnu::always_inline]] inline void backward_data_blocks(const Geometry& g, const float* dy_image,
+                                                        const float* filters, bool accumulate,
+                                                        float* dx, int64_t ih, int64_t iw,
+                                                        bool wide) {
+  const int64_t sw = SW ? SW : g.sw;
+  BlockTaps taps;
+  find_block_taps<SH, SW>(g, ih, iw, taps);
+  int64_t c = 0;
+  if (wide) {
+    for (; c + kVectors * kLanes <= g.whole_channels; c += kVectors * kLanes)
+      backward_data_block<U, kVectors>(g, dy_image, filters, taps, accumulate, dx, sw * g.C, c);
+  }
+  for (; c < g.whole_channels; c += kLanes)
+    backward_data_block<U, 1>(g, dy_image, filters, taps, accumulate, dx, sw * g.C, c);
 }
 
 // Backward_data's rows for strides SH x SW (0: the shape's): a runtime divisor is a hardware
@@ -325,19 +366,21 @@ template <int SH, int SW>
                                   column, g.whole_channels);
     }
   };
+  const bool wide = has_wide_registers(), blocked = g.KH * g.KW <= BlockTaps::kMax;
   for (int64_t ih = ih_begin; ih < ih_end; ++ih) {
     float* dx_row = dx_image + ih * g.W * g.C;
     for (int64_t phase = 0; phase < std::min(sw, g.W); ++phase) {
       int64_t iw = phase;
       while (iw < g.W) {
-        if (iw + (kPixels - 1) * sw < g.W && backward_data_block_is_interior<kPixels, SW>(g, iw)) {
-          backward_data_block<kPixels, SH, SW>(g, dy_image, filters, accumulate, dx_row + iw * g.C,
-                                               ih, iw);
+        if (blocked && iw + (kPixels - 1) * sw < g.W &&
+            backward_data_block_is_interior<kPixels, SW>(g, iw)) {
+          backward_data_blocks<kPixels, SH, SW>(g, dy_image, filters, accumulate, dx_row + iw * g.C,
+                                                ih, iw, wide);
           tail(dx_row, ih, iw, kPixels);
           iw += kPixels * sw;
-        } else if (backward_data_block_is_interior<1, SW>(g, iw)) {
-          backward_data_block<1, SH, SW>(g, dy_image, filters, accumulate, dx_row + iw * g.C, ih,
-                                         iw);
+        } else if (blocked && backward_data_block_is_interior<1, SW>(g, iw)) {
+          backward_data_blocks<1, SH, SW>(g, dy_image, filters, accumulate, dx_row + iw * g.C, ih,
+                                          iw, wide);
           tail(dx_row, ih, iw, 1);
           iw += sw;
         } else {

@@ -203,9 +203,10 @@ TEST(NhwcDepthwise, EveryFormOfTheDirectKernelsMatchesNaive) {
   // to three kernel rows together. backward_data at stride 1 with multiplier 1 and paddings
   // within the kernel's extent runs as the forward kernels with the taps reversed. Enumerated:
   // channel counts around the vector, the forward's 3-vector groups and the 64-channel chunk,
-  // multipliers, kernels 1x1 to 7x7 and 1x8 (3x3 and 5x5 at stride 1 and 2), dilation,
-  // asymmetric padding up to the extent and past it, widths with and without a whole block,
-  // threads; each pass against naive, gradients also accumulating.
+  // multipliers, kernels 1x1 to 7x7, 1x8 and 9x9 (past backward_data's 64-tap blocks; 3x3 and
+  // 5x5 at stride 1 and 2), dilation, asymmetric padding up to the extent and past it, widths
+  // with and without a whole block, threads; each pass against naive, gradients also
+  // accumulating.
   struct Geometry {
     int64_t kh, kw, stride_h, stride_w, dilation, pad_top, pad_bottom, pad_left, pad_right;
   };
@@ -214,7 +215,8 @@ TEST(NhwcDepthwise, EveryFormOfTheDirectKernelsMatchesNaive) {
       {5, 5, 2, 2, 1, 2, 1, 2, 1}, {2, 3, 1, 2, 2, 0, 1, 2, 0}, {1, 1, 1, 1, 1, 0, 0, 0, 0},
       {1, 8, 1, 1, 1, 0, 0, 3, 4}, {3, 3, 3, 3, 1, 0, 2, 2, 0}, {3, 1, 1, 1, 1, 1, 1, 0, 0},
       {3, 2, 2, 1, 1, 1, 1, 1, 0}, {4, 4, 1, 1, 1, 2, 1, 2, 1}, {7, 7, 1, 2, 1, 3, 3, 3, 3},
-      {3, 3, 1, 1, 1, 2, 2, 2, 2}, {3, 3, 1, 1, 2, 4, 0, 1, 4}, {3, 3, 1, 1, 1, 3, 0, 0, 3}};
+      {3, 3, 1, 1, 1, 2, 2, 2, 2}, {3, 3, 1, 1, 2, 4, 0, 1, 4}, {3, 3, 1, 1, 1, 3, 0, 0, 3},
+      {9, 9, 1, 2, 1, 4, 4, 4, 4}};
   struct Channels {
     int64_t in, multiplier;
   };
