@@ -427,22 +427,43 @@ template <int KW, int R>
   Vec acc[R][KW];
   for (int r = 0; r < R; ++r)
     for (int kw = 0; kw < KW; ++kw) load(acc[r][kw], sums + ((kh + r) * KW + kw) * kLanes);
-  for (int64_t ow = 0; ow < g.OW; ++ow) {
+  // The border pixels skip their taps outside the image.
+  const auto border = [&](int64_t ow) {
     Vec gradient, input;
     load(gradient, dy_row + ow * g.O);
     const int64_t iw0 = ow * g.sw - g.pl;
-    prefetch(dy_row, (ow + kPrefetchPixels) * g.O);
-    for (int r = 0; r < R; ++r) prefetch(x_rows[r], (iw0 + kPrefetchPixels * g.sw) * g.C);
-    const bool inside = ow >= interior.first && ow < interior.end;
     for (int kw = 0; kw < KW; ++kw) {
       const int64_t iw = iw0 + kw * g.dw;
-      if (!inside && (iw < 0 || iw >= g.W)) continue;
+      if (iw < 0 || iw >= g.W) continue;
       for (int r = 0; r < R; ++r) {
         load(input, x_rows[r] + iw * g.C);
         acc[r][kw] += gradient * input;
       }
     }
+  };
+  int64_t ow = 0;
+  for (; ow < interior.first; ++ow) border(ow);
+  // The interior, with one pointer per kernel row stepped along (fewer live addresses than
+  // offsets from the rows' starts: those spilled to the stack).
+  const float* pixel[R];
+  for (int r = 0; r < R; ++r) pixel[r] = x_rows[r] + (ow * g.sw - g.pl) * g.C;
+  const float* gradients = dy_row + ow * g.O;
+  const int64_t pixel_step = g.sw * g.C, tap_step = g.dw * g.C;
+  for (; ow < interior.end; ++ow) {
+    Vec gradient, input;
+    load(gradient, gradients);
+    prefetch(gradients, kPrefetchPixels * g.O);
+    for (int r = 0; r < R; ++r) prefetch(pixel[r], kPrefetchPixels * pixel_step);
+    for (int kw = 0; kw < KW; ++kw) {
+      for (int r = 0; r < R; ++r) {
+        load(input, pixel[r] + kw * tap_step);
+        acc[r][kw] += gradient * input;
+      }
+    }
+    for (int r = 0; r < R; ++r) pixel[r] += pixel_step;
+    gradients += g.O;
   }
+  for (; ow < g.OW; ++ow) border(ow);
   for (int r = 0; r < R; ++r)
     for (int kw = 0; kw < KW; ++kw) store(sums + ((kh + r) * KW + kw) * kLanes, acc[r][kw]);
 }
