@@ -28,18 +28,20 @@ namespace {
 
 int64_t round_up(int64_t value, int64_t multiple) { return ceil_div(value, multiple) * multiple; }
 
-// dX (+)= a backward_data block: rows are output positions [first, first + count) of the batch,
-// columns the range's K' = taps x channels (tap-major); dx_range is channel c_begin of the
-// group in pixel (0, 0) of image 0. Positions in order, then taps in order: the order every
-// pixel receives its terms in, fixed by the shape.
+// dX (+)= a backward_data block, in dx rows [ih_begin, ih_end) only: rows are output positions
+// [first, first + count) of the batch, columns the range's K' = taps x channels (tap-major);
+// dx_range is channel c_begin of the group in pixel (0, 0) of image 0. Positions in order, then
+// taps in order: the order every pixel receives its terms in, fixed by the shape.
 void add_block_to_image(const Conv2dShape& s, const float* block, int64_t channels, int64_t first,
-                        int64_t count, float* dx_range) {
+                        int64_t count, int64_t ih_begin, int64_t ih_end, float* dx_range) {
   const int64_t KH = s.kernel_height, KW = s.kernel_width, ld = KH * KW * channels;
   nhwc::Origins origins(s, first);
   for (int64_t q = 0; q < count; ++q, origins.next()) {
     const nhwc::Origin& origin = *origins;
     const float* row = block + q * ld;
     for (int64_t kh = 0; kh < KH; ++kh) {
+      const int64_t ih = origin.ih + kh * s.dilation_height;
+      if (ih < ih_begin || ih >= ih_end) continue;
       for (int64_t kw = 0; kw < KW; ++kw) {
         const int64_t offset = nhwc::tap_offset(s, origin, kh, kw);
         if (offset < 0) continue;
@@ -159,10 +161,20 @@ void packed_backward_data_nhwc(const Conv2dShape& s, const MicroKernel& kernel,
       std::memset(dx + row * row_floats, 0, static_cast<std::size_t>(row_floats) * sizeof(float));
     });
   }
-  // Tasks (group of images, group, range), as in nchw: blocks of output rows of one image, or
-  // whole images side by side, added into dx in position order.
+  // Tasks (band, group of images, group, range), as in nchw: blocks of output rows of one
+  // image, or whole images side by side, added into dx in position order. Two channel ranges'
+  // tasks write the same pixels' cache lines, and too few tasks leave workers idle: then each
+  // image's dx rows are cut into a band per worker, the bands' tasks in turn (a worker takes a
+  // run of consecutive tasks), and a band's task runs every output row that reaches the band
+  // (the rows two bands share run in both) but adds only into it: each pixel still receives its
+  // terms in position order.
   const int64_t images = b.images_per_data_block, image_groups = ceil_div(s.batch, images);
-  pool.run(image_groups * G * ranges, [&](int64_t task, int slot) {
+  const int64_t tasks = image_groups * G * ranges, H = s.in_height;
+  const bool banded = images == 1 && (ranges > 1 || tasks < pool.slots());
+  const int64_t bands = banded ? std::min<int64_t>(pool.slots(), H) : 1;
+  pool.run(bands * tasks, [&](int64_t band_task, int slot) {
+    const int64_t band = band_task / tasks, task = band_task % tasks;
+    const int64_t ih_begin = band * H / bands, ih_end = (band + 1) * H / bands;
     const int64_t range = task % ranges, g = task / ranges % G, n = task / ranges / G * images;
     const int64_t channels = range_channels(range), columns = channels * T;
     float* dx_range = dx + g * group_channels + range * b.channels_per_range;
@@ -176,14 +188,21 @@ void packed_backward_data_nhwc(const Conv2dShape& s, const MicroKernel& kernel,
                     GemmOutput{buffers.data_block, columns, 1, /*overwrite=*/true},
                     GemmRange{0, count, 0, columns}, b.blocks, buffers.rows, buffers.cols,
                     kNoWriteBack);
-        add_block_to_image(s, buffers.data_block, channels, first, count, dx_range);
+        add_block_to_image(s, buffers.data_block, channels, first, count, ih_begin, ih_end,
+                           dx_range);
       };
       if (images > 1) {
         run_block(n * P, std::min(images, s.batch - n) * P);
         return;
       }
-      for (int64_t oh_begin = 0; oh_begin < OH; oh_begin += b.rows_per_block) {
-        const int64_t oh_end = std::min(OH, oh_begin + b.rows_per_block);
+      // The output rows whose taps reach the band: oh * sh - pt + (KH - 1) * dh >= ih_begin and
+      // oh * sh - pt <= ih_end - 1.
+      const int64_t reach = (s.kernel_height - 1) * s.dilation_height;
+      const int64_t oh_first =
+          std::max<int64_t>(0, ceil_div(ih_begin + s.pad_top - reach, s.stride_height));
+      const int64_t oh_last = std::min(OH, (ih_end - 1 + s.pad_top) / s.stride_height + 1);
+      for (int64_t oh_begin = oh_first; oh_begin < oh_last; oh_begin += b.rows_per_block) {
+        const int64_t oh_end = std::min(oh_last, oh_begin + b.rows_per_block);
         run_block(n * P + oh_begin * OW, (oh_end - oh_begin) * OW);
       }
     });
