@@ -21,6 +21,7 @@
 
 #include "convgemm/detail/check.hpp"
 #include "kernels.hpp"
+#include "packed/flipped_filter.hpp"
 
 namespace convgemm::detail {
 namespace {
@@ -546,32 +547,8 @@ void depthwise_nhwc_tap_major(const Conv2dShape& s, const float* w, bool reverse
 }
 
 bool depthwise_nhwc_data_gradient_is_a_forward(const Conv2dShape& s) {
-  const int64_t extent_h = (s.kernel_height - 1) * s.dilation_height;
-  const int64_t extent_w = (s.kernel_width - 1) * s.dilation_width;
-  return s.stride_height == 1 && s.stride_width == 1 && s.out_channels == s.in_channels &&
-         std::max(s.pad_top, s.pad_bottom) <= extent_h &&
-         std::max(s.pad_left, s.pad_right) <= extent_w;
+  return data_gradient_fits_a_forward(s) && s.out_channels == s.in_channels;
 }
-
-namespace {
-
-// The forward convolution whose output is backward_data's dx (depthwise, stride 1, multiplier
-// 1): dx[ih, iw] = sum over taps of dy[ih + pt - kh * dh, iw + pl - kw * dw] * w[kh, kw], the
-// convolution of dy with the taps reversed, padded by the kernel's extent minus each padding.
-Conv2dShape data_gradient_forward_shape(const Conv2dShape& s) {
-  const int64_t extent_h = (s.kernel_height - 1) * s.dilation_height;
-  const int64_t extent_w = (s.kernel_width - 1) * s.dilation_width;
-  Conv2dShape f = s;
-  f.in_height = s.out_height();
-  f.in_width = s.out_width();
-  f.pad_top = extent_h - s.pad_top;
-  f.pad_bottom = extent_h - s.pad_bottom;
-  f.pad_left = extent_w - s.pad_left;
-  f.pad_right = extent_w - s.pad_right;
-  return f;
-}
-
-}  // namespace
 
 CONVGEMM_NHWC_KERNEL
 void depthwise_nhwc_forward_rows(const Conv2dShape& s, const float* x_image, const float* filters,
@@ -612,6 +589,8 @@ CONVGEMM_NHWC_KERNEL
 void depthwise_nhwc_backward_data_rows(const Conv2dShape& s, const float* dy_image,
                                        const float* filters, bool accumulate, float* dx_image,
                                        int64_t ih_begin, int64_t ih_end) {
+  // The identity of packed/flipped_filter.hpp: a depthwise filter's channel swap is none, and
+  // its taps come reversed from depthwise_nhwc_tap_major.
   if (depthwise_nhwc_data_gradient_is_a_forward(s)) {
     depthwise_nhwc_forward_rows(data_gradient_forward_shape(s), dy_image, filters, nullptr,
                                 accumulate, dx_image, ih_begin, ih_end);

@@ -12,12 +12,15 @@ constexpr int64_t kMinForwardOutputs = 32;
 
 }  // namespace
 
-bool data_gradient_is_a_forward(const Conv2dShape& s) {
+bool data_gradient_fits_a_forward(const Conv2dShape& s) {
   const int64_t extent_h = (s.kernel_height - 1) * s.dilation_height;
   const int64_t extent_w = (s.kernel_width - 1) * s.dilation_width;
-  return s.in_channels / s.groups >= kMinForwardOutputs && s.stride_height == 1 &&
-         s.stride_width == 1 && s.pad_top <= extent_h && s.pad_bottom <= extent_h &&
-         s.pad_left <= extent_w && s.pad_right <= extent_w;
+  return s.stride_height == 1 && s.stride_width == 1 && s.pad_top <= extent_h &&
+         s.pad_bottom <= extent_h && s.pad_left <= extent_w && s.pad_right <= extent_w;
+}
+
+bool data_gradient_is_a_forward(const Conv2dShape& s) {
+  return data_gradient_fits_a_forward(s) && s.in_channels / s.groups >= kMinForwardOutputs;
 }
 
 Conv2dShape data_gradient_forward_shape(const Conv2dShape& s) {

@@ -16,14 +16,18 @@
 
 namespace convgemm::detail {
 
-// Whether the packed backward_data of `s` runs as that forward convolution: stride 1, every
-// padding at most (kernel - 1) * dilation, and at least 32 input channels per group (the forward
-// convolution's outputs). A rule on the shape alone, so the route never depends on the batch.
-// (An nchw pointwise shape's dX_col is dX itself, but the forward convolution's tasks split its
-// positions, which share the packed filter, where channel ranges would each pack all of dy.)
+// Whether the identity holds for `s`: stride 1 and every padding at most (kernel - 1) *
+// dilation (the depthwise nhwc kernels use it too).
+bool data_gradient_fits_a_forward(const Conv2dShape& s);
+
+// Whether the packed backward_data of `s` runs as that forward convolution: the identity holds
+// and there are at least 32 input channels per group (the forward convolution's outputs). A rule on
+// the shape alone, so the route never depends on the batch. (An nchw pointwise shape's dX_col is dX
+// itself, but the forward convolution's tasks split its positions, which share the packed filter,
+// where channel ranges would each pack all of dy.)
 bool data_gradient_is_a_forward(const Conv2dShape& s);
 
-// The forward convolution above, for a shape data_gradient_is_a_forward accepts: batch, groups,
+// The forward convolution above, for a shape data_gradient_fits_a_forward accepts: batch, groups,
 // kernel, dilation and layout of `s`; dy's sizes as the input, s's input as the output.
 Conv2dShape data_gradient_forward_shape(const Conv2dShape& s);
 
