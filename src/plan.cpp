@@ -174,8 +174,9 @@ Blocking choose_blocking(const Conv2dShape& s, const Conv2dOptions& options, int
   }
   if (!fits_one_slot(b)) {
     fail("workspace_limit", static_cast<int64_t>(std::min<std::size_t>(limit, INT64_MAX)),
-         "must be at least " + std::to_string(bytes(b.slot_floats)) +
-             " bytes, one row block on one worker for " + s.to_string());
+         "must be at least " + std::to_string(bytes(b.partial_floats + b.slot_floats)) +
+             " bytes, one row block on one worker and the shared partial sums, for " +
+             s.to_string());
   }
   if (b.slot_floats > 0) {
     b.slots = static_cast<int>(

@@ -131,6 +131,44 @@ TEST(Workspace, LimitDropsWorkerSlotsBeforeShrinkingBelowOneRow) {
   EXPECT_EQ(Conv2d(s, {.num_threads = 4}).num_threads(), 4);
 }
 
+TEST(Workspace, TheRefusalNamesTheSmallestLimitItAccepts) {
+  // The error states the bytes one row block on one worker and the shared partial sums take:
+  // that limit is accepted, one byte less is not. On the explicit path and on the nhwc
+  // depthwise kernels (whose dW chunk sums are all partials).
+  Conv2dShape depthwise{.batch = 2,
+                        .in_channels = 144,
+                        .in_height = 9,
+                        .in_width = 9,
+                        .out_channels = 144,
+                        .kernel_height = 3,
+                        .kernel_width = 3,
+                        .groups = 144,
+                        .layout = Layout::nhwc};
+  depthwise.set_padding(1);
+  const struct {
+    Conv2dShape shape;
+    GemmBackend backend;
+  } cases[] = {{medium(), GemmBackend::openblas}, {depthwise, GemmBackend::automatic}};
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.shape.to_string());
+    const auto options = [&](std::size_t limit) {
+      return Conv2dOptions{.num_threads = 2, .workspace_limit = limit, .gemm_backend = c.backend};
+    };
+    std::string message;
+    try {
+      Conv2d conv(c.shape, options(4));
+    } catch (const std::invalid_argument& e) {
+      message = e.what();
+    }
+    const std::string prefix = "must be at least ";
+    const std::size_t at = message.find(prefix);
+    ASSERT_NE(at, std::string::npos) << message;
+    const std::size_t smallest = std::stoull(message.substr(at + prefix.size()));
+    EXPECT_NO_THROW(Conv2d(c.shape, options(smallest)));
+    EXPECT_THROW(Conv2d(c.shape, options(smallest - 1)), std::invalid_argument);
+  }
+}
+
 TEST(Workspace, PointwiseNeedsNoneOnTheExplicitPath) {
   // 1x1, stride 1, no padding: X_col is the input itself, so the explicit path needs no column
   // buffer at all, and even a 1-byte workspace_limit is met. Depthwise 1x1 (groups ==
