@@ -49,6 +49,8 @@ const char* contender_name(Contender contender) {
       return "convgemm_nhwc";
     case Contender::onednn_nhwc:
       return "onednn_nhwc";
+    case Contender::convgemm_kept_weights:
+      return "convgemm_kept_weights";
   }
   return "?";
 }

@@ -1,5 +1,5 @@
-// convgemm's plan on each GEMM backend (and in nhwc on the packed driver), and the naive:: loops
-// as the baseline, for the three passes.
+// convgemm's plan on each GEMM backend (and in nhwc on the packed driver, and forward with kept
+// weights), and the naive:: loops as the baseline, for the three passes.
 #include <tbb/global_control.h>
 
 #include "bench.hpp"
@@ -23,7 +23,10 @@ void bench_convgemm(benchmark::State& state, const Case& c) {
     state.SkipWithError("convgemm was built without this GEMM backend");
     return;
   }
-  Conv2d conv(shape, Conv2dOptions{.num_threads = c.threads, .gemm_backend = backend});
+  const bool kept = c.contender == Contender::convgemm_kept_weights;
+  Conv2d conv(
+      shape,
+      Conv2dOptions{.num_threads = c.threads, .gemm_backend = backend, .constant_weights = kept});
   Tensors& io = tensors_for(c.layer.shape);  // (the same sizes in either layout)
   const auto run = [&] {
     switch (c.pass) {

@@ -173,7 +173,10 @@ std::vector<Case> make_cases(const Options& options, std::vector<Layer> layers) 
   // THREAD_TIMEOUT; OpenMP's for a while) go last, OpenBLAS's last of all, so that they do not
   // slow a multi-threaded contender that runs next.
   std::vector<Contender> contenders{Contender::convgemm, Contender::convgemm_openblas};
-  if (gemm_backend_available(GemmBackend::packed)) contenders.push_back(Contender::convgemm_nhwc);
+  if (gemm_backend_available(GemmBackend::packed)) {
+    contenders.push_back(Contender::convgemm_nhwc);
+    contenders.push_back(Contender::convgemm_kept_weights);
+  }
   if (gemm_backend_available(GemmBackend::onednn)) {
     contenders.push_back(Contender::convgemm_onednn);
   }
@@ -203,6 +206,12 @@ std::vector<Case> make_cases(const Options& options, std::vector<Layer> layers) 
             // On one thread both roofline variants are the same sequential calls: keep one.
             if (threads == 1 && (contender == Contender::roofline_blas ||
                                  contender == Contender::roofline_onednn_omp)) {
+              continue;
+            }
+            // Kept weights change forward only (the gradients read the weights as they come).
+            if (contender == Contender::convgemm_kept_weights &&
+                (pass != Pass::forward ||
+                 (layer.shape.groups > 1 && layer.shape.groups == layer.shape.in_channels))) {
               continue;
             }
             cases.push_back({with_batch(layer, batch), pass, threads, contender});
@@ -284,6 +293,7 @@ int run(int argc, char** argv) {
         case Contender::convgemm_openblas:
         case Contender::convgemm_onednn:
         case Contender::convgemm_nhwc:
+        case Contender::convgemm_kept_weights:
           bench_convgemm(state, c);
           break;
         case Contender::classic:

@@ -102,23 +102,30 @@ const float* LanesAlongRows::panels(int64_t first, int64_t lanes, int64_t step, 
 const float* LanesAcrossRows::panels(int64_t first, int64_t lanes, int64_t step, int64_t steps,
                                      int64_t width, float* buffer) const {
   assert(width <= kMaxWidth);
-  alignas(64) float tile[kMaxWidth * kChunk];
   for (int64_t panel = 0; panel * width < lanes; ++panel) {
-    const int64_t used = std::min(width, lanes - panel * width);
-    for (int64_t t0 = 0; t0 < steps; t0 += kChunk) {
-      const int64_t chunk = std::min(kChunk, steps - t0);
-      for (int64_t lane = 0; lane < used; ++lane) {
-        const float* row = m + (first + panel * width + lane) * ld;
-        // The chunk's runs within one image each.
-        for (int64_t t = 0; t < chunk;) {
-          const int64_t s = step + t0 + t, n = s / per_image, p = s % per_image;
-          const int64_t run = std::min(per_image - p, chunk - t);
-          const float* src = row + n * image_stride + p;
-          std::copy(src, src + run, tile + lane * kChunk + t);
-          t += run;
-        }
+    const int64_t used = std::min(width, lanes - panel * width), lanes4 = used / 4 * 4;
+    const float* panel_rows = m + (first + panel * width) * ld;
+    float* out = buffer + panel * steps * width;
+    // A chunk of steps at a time, so that the panel rows the lanes fill four by four stay in
+    // cache until they are whole; within a chunk, runs within one image each. Runs depend on
+    // the steps only, so every lane of the panel is read straight from its row.
+    for (int64_t t = 0; t < steps;) {
+      const int64_t chunk_end = std::min(steps, (t / kChunk + 1) * kChunk);
+      const int64_t s = step + t, n = s / per_image, p = s % per_image;
+      const int64_t run = std::min(per_image - p, chunk_end - t);
+      const float* origin = panel_rows + n * image_stride + p;
+      float* dst = out + t * width;
+      for (int64_t lane = 0; lane < lanes4; lane += 4) {
+        const float* const rows[4] = {origin + lane * ld, origin + (lane + 1) * ld,
+                                      origin + (lane + 2) * ld, origin + (lane + 3) * ld};
+        transpose_four_lanes(rows, run, width, dst + lane);
       }
-      transpose_into_panel(tile, used, chunk, width, buffer + panel * steps * width + t0 * width);
+      for (int64_t j = 0; j < run; ++j) {
+        for (int64_t lane = lanes4; lane < used; ++lane)
+          dst[j * width + lane] = origin[lane * ld + j];
+        for (int64_t lane = used; lane < width; ++lane) dst[j * width + lane] = 0.0f;
+      }
+      t += run;
     }
   }
   return buffer;

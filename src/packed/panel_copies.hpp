@@ -21,11 +21,11 @@ inline void zero_padding_lanes(float* buffer, int64_t lanes, int64_t steps, int6
     std::fill(panel + t * width + used, panel + (t + 1) * width, 0.0f);
 }
 
-// Operands whose lanes run along the source's rows (each lane a contiguous run of steps) are
-// packed through a small tile: kChunk steps of each lane of one panel are read first (runs of
-// the source), then written to the panel step by step, so that every store to the panel is
-// contiguous. (Writing lane by lane, `width` floats apart, touched a new cache line per float:
-// 44% of backward_weights' time went into that gather.)
+// Operands whose lanes are the source's rows (each lane a contiguous run of steps) are packed
+// four lanes at a time through a 4x4 transpose, kChunk steps at a time, so that the panel rows
+// being filled stay in cache until every lane is in. (Writing lane by lane, `width` floats
+// apart, touched a new cache line per float: 44% of backward_weights' time went into that
+// gather.) Runs that need zeros or a stride are assembled in a tile of kChunk steps first.
 inline constexpr int64_t kChunk = 64;
 inline constexpr int64_t kMaxWidth = 64;  // BLIS's single-precision tiles are at most 32 wide
 
@@ -59,23 +59,6 @@ inline void transpose_four_lanes(const float* const lane[4], int64_t count, int6
   }
   for (; j < count; ++j) {
     for (int i = 0; i < 4; ++i) dst[j * width + i] = lane[i][j];
-  }
-}
-
-// Panel `dst` (width lanes over `steps` steps), steps [t0, t0 + chunk): lane l of step s is
-// tile[l * kChunk + s]; lanes from `used` up to `width` are zeros.
-inline void transpose_into_panel(const float* tile, int64_t used, int64_t chunk, int64_t width,
-                                 float* dst) {
-  const int64_t lanes4 = used / 4 * 4;
-  for (int64_t lane = 0; lane < lanes4; lane += 4) {
-    const float* const rows[4] = {tile + lane * kChunk, tile + (lane + 1) * kChunk,
-                                  tile + (lane + 2) * kChunk, tile + (lane + 3) * kChunk};
-    transpose_four_lanes(rows, chunk, width, dst + lane);
-  }
-  for (int64_t s = 0; s < chunk; ++s) {
-    float* out = dst + s * width;
-    for (int64_t lane = lanes4; lane < used; ++lane) out[lane] = tile[lane * kChunk + s];
-    for (int64_t lane = used; lane < width; ++lane) out[lane] = 0.0f;
   }
 }
 
