@@ -26,15 +26,24 @@ constexpr int64_t kCachedTaps = 16;  // kernel columns whose tap ranges are comp
 
 // ImageColumns: a panel row of 16·V lanes (positions) is assembled in V registers, one masked
 // load per run of lanes that read one image row, and stored whole; the registers start as zeros.
+// Which runs a panel row loads, and under which masks, depends on the kernel tap (kh, kw) and
+// not on the channel: so it is worked out once per tap for a group of panels (the loads below),
+// and every channel then repeats the same loads from its own plane, with no bound check.
 
 // A stretch of a panel's lanes whose positions lie on one output row of one image.
 struct Run {
   int64_t first_row;         // oh * stride_height of that output row
   int64_t lane_zero;         // where lane 0 would read in an image row at tap offset 0 (see below)
-  uint64_t lanes;            // its lanes in the panel, as a mask
   int64_t ow, lane, length;  // its first output column and lane, and its length
-  bool inside;               // every column of it reads inside the image at every kernel column
 };
+
+// One masked load of a panel row at one tap: `offset` floats from the channel's plane, the
+// lanes of `mask` (those of a run that read inside the image at that tap).
+struct TapLoad {
+  int64_t offset;
+  uint64_t mask;
+};
+constexpr int64_t kMaxTapLoads = 2048;  // a group's loads for a block of taps (32 KiB)
 
 // Lanes [begin, end) of a panel as a bit mask; 0 <= begin < end <= kMaxPanelLanes.
 inline uint64_t lane_mask(int64_t begin, int64_t end) {
@@ -59,74 +68,77 @@ CONVGEMM_AVX512 void gather_columns(const ImageColumns& op, int64_t first, int64
   const Conv2dShape& s = *op.shape;
   const int64_t KH = s.kernel_height, KW = s.kernel_width, H = s.in_height, W = s.in_width;
   const int64_t OW = s.out_width(), P = s.gemm_p(), image_stride = s.in_channels * H * W;
-  const int64_t sh = s.stride_height, panel_floats = steps * width;
-  TapRange taps_of[kCachedTaps];
-  for (int64_t kw = 0; kw < std::min(KW, kCachedTaps); ++kw) taps_of[kw] = tap_range(s, kw);
-  // Columns that read inside the image at every kernel column: tap ranges shrink toward the
-  // left as kw grows, so those of kw = 0 and kw = KW - 1 bound them all.
-  const int64_t inside_begin = tap_range(s, 0).ow_begin, inside_end = tap_range(s, KW - 1).ow_end;
+  const int64_t T = KH * KW, sh = s.stride_height, panel_floats = steps * width;
   Run runs[kGroupPanels * width];
   int64_t runs_of[kGroupPanels + 1];  // panel i's runs: [runs_of[i], runs_of[i + 1])
+  TapLoad loads[kMaxTapLoads];
+  int64_t loads_of[kMaxTapLoads + 1];  // (tap - tap_begin, panel)'s loads: [loads_of[i], ...)
   const int64_t panels = ceil_div(lanes, width);
+  const int64_t c_first = step / T, c_last = (step + steps - 1) / T;
   for (int64_t group = 0; group < panels; group += kGroupPanels) {
-    const int64_t group_end = std::min(panels, group + kGroupPanels);
-    int64_t count = 0;
+    const int64_t group_end = std::min(panels, group + kGroupPanels), count = group_end - group;
+    int64_t run_count = 0;
     for (int64_t panel = group; panel < group_end; ++panel) {
-      runs_of[panel - group] = count;
+      runs_of[panel - group] = run_count;
       const int64_t used = std::min(width, lanes - panel * width);
       for (int64_t lane = 0; lane < used;) {
         const int64_t q = op.first_lane + first + panel * width + lane, p = q % P, ow = p % OW;
         const int64_t length = std::min(OW - ow, used - lane);
         // Lane l of the run reads output column ow + l - lane: lane 0 would read image column
         // (ow - lane) * stride + iw_offset of its image row.
-        runs[count++] = {p / OW * sh,
-                         q / P * image_stride + (ow - lane) * Stride,
-                         lane_mask(lane, lane + length),
-                         ow,
-                         lane,
-                         length,
-                         inside_begin <= ow && ow + length <= inside_end};
+        runs[run_count++] = {p / OW * sh, q / P * image_stride + (ow - lane) * Stride, ow, lane,
+                             length};
         lane += length;
       }
     }
-    runs_of[group_end - group] = count;
-    int64_t c = step / (KH * KW), kh = step / KW % KH, kw = step % KW;
-    for (int64_t t = 0; t < steps; ++t) {
-      const TapRange taps = kw < kCachedTaps ? taps_of[kw] : tap_range(s, kw);
-      const float* plane = op.x_group + c * H * W;
-      const int64_t ih_offset = kh * s.dilation_height - s.pad_top;
-      for (int64_t panel = group; panel < group_end; ++panel) {
-        __m512 row[Vectors];
-        for (int64_t v = 0; v < Vectors; ++v) row[v] = _mm512_setzero_ps();
-        for (int64_t r = runs_of[panel - group]; r < runs_of[panel - group + 1]; ++r) {
-          const Run& run = runs[r];
-          const int64_t ih = run.first_row + ih_offset;
-          if (ih < 0 || ih >= H) continue;
-          uint64_t mask = run.lanes;
-          if (!run.inside) {
+    runs_of[count] = run_count;
+    // Taps in blocks whose loads fit (a run has at most one load per tap).
+    const int64_t taps_per_block = std::clamp<int64_t>(kMaxTapLoads / run_count, 1, T);
+    for (int64_t tap_begin = 0; tap_begin < T; tap_begin += taps_per_block) {
+      const int64_t tap_end = std::min(T, tap_begin + taps_per_block);
+      int64_t load_count = 0;
+      for (int64_t tap = tap_begin; tap < tap_end; ++tap) {
+        const TapRange taps = tap_range(s, tap % KW);
+        const int64_t ih_offset = tap / KW * s.dilation_height - s.pad_top;
+        for (int64_t panel = 0; panel < count; ++panel) {
+          loads_of[(tap - tap_begin) * count + panel] = load_count;
+          for (int64_t r = runs_of[panel]; r < runs_of[panel + 1]; ++r) {
+            const Run& run = runs[r];
+            const int64_t ih = run.first_row + ih_offset;
             const int64_t begin = std::max(taps.ow_begin, run.ow);
             const int64_t end = std::min(taps.ow_end, run.ow + run.length);
-            if (begin >= end) continue;
-            mask = lane_mask(run.lane + begin - run.ow, run.lane + end - run.ow);
-          }
-          const int64_t origin = run.lane_zero + ih * W + taps.iw_offset;
-          for (int64_t v = 0; v < Vectors; ++v) {
-            const auto m = static_cast<__mmask16>(mask >> (v * kVectorLanes));
-            if (m == 0) continue;
-            const float* from = address(plane, origin + v * kVectorLanes * Stride);
-            if constexpr (Stride == 1) {
-              row[v] = _mm512_mask_loadu_ps(row[v], m, from);
-            } else {
-              row[v] = load_every_second(row[v], m, from);
-            }
+            if (ih < 0 || ih >= H || begin >= end) continue;
+            loads[load_count++] = {run.lane_zero + ih * W + taps.iw_offset,
+                                   lane_mask(run.lane + begin - run.ow, run.lane + end - run.ow)};
           }
         }
-        float* out = buffer + panel * panel_floats + t * width;
-        for (int64_t v = 0; v < Vectors; ++v) _mm512_storeu_ps(out + v * kVectorLanes, row[v]);
       }
-      if (++kw == KW) {
-        kw = 0;
-        if (++kh == KH) kh = 0, ++c;
+      loads_of[(tap_end - tap_begin) * count] = load_count;
+      for (int64_t c = c_first; c <= c_last; ++c) {
+        const float* plane = op.x_group + c * H * W;
+        for (int64_t tap = tap_begin; tap < tap_end; ++tap) {
+          const int64_t t = c * T + tap - step;
+          if (t < 0 || t >= steps) continue;
+          const int64_t* panel_loads = loads_of + (tap - tap_begin) * count;
+          for (int64_t panel = 0; panel < count; ++panel) {
+            __m512 row[Vectors];
+            for (int64_t v = 0; v < Vectors; ++v) row[v] = _mm512_setzero_ps();
+            for (int64_t l = panel_loads[panel]; l < panel_loads[panel + 1]; ++l) {
+              const TapLoad load = loads[l];
+              for (int64_t v = 0; v < Vectors; ++v) {
+                const auto m = static_cast<__mmask16>(load.mask >> (v * kVectorLanes));
+                const float* from = address(plane, load.offset + v * kVectorLanes * Stride);
+                if constexpr (Stride == 1) {
+                  row[v] = _mm512_mask_loadu_ps(row[v], m, from);
+                } else {
+                  row[v] = load_every_second(row[v], m, from);
+                }
+              }
+            }
+            float* out = buffer + (group + panel) * panel_floats + t * width;
+            for (int64_t v = 0; v < Vectors; ++v) _mm512_storeu_ps(out + v * kVectorLanes, row[v]);
+          }
+        }
       }
     }
   }
