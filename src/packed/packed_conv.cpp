@@ -55,23 +55,39 @@ int64_t lanes_per_range(int64_t lanes, int64_t parts, int64_t width) {
   return round_up(ceil_div(lanes, std::max<int64_t>(parts, 1)), width);
 }
 
-// forward's split for `wanted` tasks: small images side by side, then about equal ranges of
-// positions (`width` their panel width), as many as keep kMinRangePanels panels each, and the
-// rest of the tasks over ranges of output channels (`weight_width` the filter's panel width).
-ForwardSplit split_forward(const Conv2dShape& s, int64_t wanted, int64_t width,
+// forward's split for `slots` workers: small images side by side (as many per group as spread
+// the batch evenly), then about equal ranges of positions (`width` their panel width), as many
+// as keep kMinRangePanels panels each, and the rest of the tasks over ranges of output channels
+// (`weight_width` the filter's panel width). Where the tasks are few, their count is made a
+// multiple of the workers: three equal tasks on two workers ran 3x3 512@7 at batch 8 on two
+// threads at 1.34x one thread.
+ForwardSplit split_forward(const Conv2dShape& s, int64_t slots, int64_t width,
                            int64_t weight_width) {
   const int64_t N = s.batch, G = s.groups, M = s.gemm_m(), P = s.gemm_p();
+  const int64_t wanted = kTasksPerSlot * slots;
   ForwardSplit split;
   if (P <= kSmallImagePositions) {
-    split.images = std::clamp<int64_t>(kForwardBlockFloats / (M * P), 1, N);
+    const int64_t most = std::clamp<int64_t>(kForwardBlockFloats / (M * P), 1, N);
+    split.images = ceil_div(N, ceil_div(N, most));
   }
   const int64_t lanes = split.images * P, image_groups = ceil_div(N, split.images);
   const int64_t parts = ceil_div(wanted, image_groups * G);
-  const int64_t position_ranges =
+  int64_t position_ranges =
       std::clamp<int64_t>(parts, 1, std::max<int64_t>(1, ceil_div(lanes, width) / kMinRangePanels));
+  const auto balanced = [&](int64_t tasks) { return tasks >= wanted || tasks % slots == 0; };
+  for (int64_t fewer = position_ranges; fewer > 1; --fewer) {
+    if (balanced(image_groups * G * fewer)) {
+      position_ranges = fewer;
+      break;
+    }
+  }
   // Output ranges each gather all their positions, so no more of them than workers.
-  const int64_t workers = ceil_div(wanted / kTasksPerSlot, image_groups * G * position_ranges);
-  const int64_t output_ranges = std::clamp<int64_t>(workers, 1, ceil_div(M, weight_width));
+  const int64_t max_outputs = ceil_div(M, weight_width);
+  const int64_t tasks = image_groups * G * position_ranges;
+  int64_t output_ranges = std::clamp<int64_t>(ceil_div(slots, tasks), 1, max_outputs);
+  while (!balanced(tasks * output_ranges) && output_ranges < std::min(slots, max_outputs)) {
+    ++output_ranges;
+  }
   split.positions = {lanes, width, position_ranges};
   split.outputs = {M, weight_width, output_ranges};
   split.positions_per_range = split.positions.longest();
@@ -103,10 +119,11 @@ PackedBlocking choose_packed_blocking(const Conv2dShape& s, const MicroKernel& k
   const int64_t wanted = kTasksPerSlot * std::max(slots, 1);
   PackedBlocking b;
 
-  b.forward = split_forward(s, wanted, wb, weight_width);
+  b.forward = split_forward(s, std::max(slots, 1), wb, weight_width);
   b.data_as_forward = data_gradient_is_a_forward(s);
   if (b.data_as_forward) {
-    b.data_forward = split_forward(data_gradient_forward_shape(s), wanted, wb, weight_width);
+    b.data_forward =
+        split_forward(data_gradient_forward_shape(s), std::max(slots, 1), wb, weight_width);
   }
 
   const int64_t group_inputs = s.in_channels / G;
