@@ -1,6 +1,10 @@
 #include "gemm_library.hpp"
 
 #include <cblas.h>
+#include <dlfcn.h>
+
+#include <stdexcept>
+#include <string>
 
 namespace convgemm::bench {
 
@@ -31,6 +35,16 @@ void library_sgemm(GemmLibrary library, bool transpose_a, bool transpose_b, int6
   cblas_sgemm(CblasRowMajor, transpose_a ? CblasTrans : CblasNoTrans,
               transpose_b ? CblasTrans : CblasNoTrans, blasint(m), blasint(n), blasint(k),
               /*alpha=*/1.0f, a, blasint(lda), b, blasint(ldb), beta, c, blasint(ldc));
+}
+
+void require_openblas_cblas() {
+  Dl_info info{};
+  const bool found = dladdr(reinterpret_cast<void*>(&cblas_sgemm), &info) != 0;
+  const std::string file = found && info.dli_fname != nullptr ? info.dli_fname : "(unknown)";
+  if (file.find("openblas") == std::string::npos) {
+    throw std::runtime_error("cblas_sgemm comes from " + file +
+                             ", not OpenBLAS: the OpenBLAS columns would time another library");
+  }
 }
 
 void set_library_threads(GemmLibrary library, int threads) {

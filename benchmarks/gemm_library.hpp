@@ -17,6 +17,10 @@ void library_sgemm(GemmLibrary library, bool transpose_a, bool transpose_b, int6
                    int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, float beta,
                    float* c, int64_t ldc);
 
+// Throws std::runtime_error unless cblas_sgemm is OpenBLAS's: BLIS exports one too, and a
+// program that took BLIS's would time BLIS under OpenBLAS's name (cmake/convgemmFindBlis.cmake).
+void require_openblas_cblas();
+
 // The threads the library's next calls use, for the calling thread: openblas_set_num_threads
 // (process-wide) or omp_set_num_threads (Debian's oneDNN runs on OpenMP, a per-thread setting).
 void set_library_threads(GemmLibrary library, int threads);

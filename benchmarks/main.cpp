@@ -17,6 +17,7 @@
 
 #include "bench.hpp"
 #include "convgemm/conv2d.hpp"
+#include "gemm_library.hpp"
 #include "layers.hpp"
 #include "shape_spec.hpp"
 #include "summary.hpp"
@@ -257,6 +258,12 @@ int run(int argc, char** argv) {
     if (layers.empty()) usage_error("--layers matches no layer of layers.hpp");
   }
   std::vector<Case> cases = make_cases(options, layers);
+  try {
+    require_openblas_cblas();
+  } catch (const std::runtime_error& error) {
+    std::cerr << "convgemm_bench: " << error.what() << "\n";
+    return 1;
+  }
 
   // The peak probe runs first and last: on a shared machine the best of both, and of all their
   // repetitions (the "max" statistic), is the least disturbed measure of the hardware.

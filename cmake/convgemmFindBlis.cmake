@@ -6,13 +6,41 @@
 # Why the serial build, and why its static archive:
 #   - the packed driver runs BLIS's micro-kernels inside oneTBB tasks and never lets BLIS thread,
 #     so the OpenMP and pthread builds would only bring a second threading runtime along;
-#   - libblis.a is linked member by member: a program gets BLIS's context and kernels, but not
-#     its cblas_sgemm or sgemm_ (which BLIS also exports), as long as OpenBLAS comes first on the
-#     link line. The shared libblis.so would interpose them on whichever library loads later.
+#   - BLIS also exports the CBLAS and Fortran BLAS interfaces (cblas_sgemm, sgemm_, ...). Linked
+#     from Debian's libblis.a, they replace OpenBLAS's wherever the archive happens to come first
+#     on a program's link line, and CMake orders that line as it likes (the benchmark's once ran
+#     "OpenBLAS" on BLIS's code). So the target is a copy of the archive without that
+#     compatibility layer (its bla_*, cblas_* and f77_* members), made here: whatever the link
+#     order, BLIS can only supply its own bli_* API. The shared libblis.so would interpose them
+#     on whichever library loads later.
 #   - the runtime package puts libblis.so.4 in a private directory, so a shared link would also
 #     need an rpath.
 # Only src/packed/blis_micro_kernel.cpp includes blis.h; the BLIS API names it uses are those of
 # 0.9 (BLIS 1.0 renamed the context queries), so other versions are refused here.
+# Copies BLIS's archive into the build tree without the members of its BLAS compatibility layer
+# and sets `out` to the copy's path.
+function(convgemm_blis_without_blas_interfaces archive out)
+  set(copy "${CMAKE_BINARY_DIR}/convgemm-blis/libblis-kernels.a")
+  file(MAKE_DIRECTORY "${CMAKE_BINARY_DIR}/convgemm-blis")
+  file(COPY_FILE "${archive}" "${copy}")
+  execute_process(COMMAND "${CMAKE_AR}" t "${copy}" OUTPUT_VARIABLE members
+                  RESULT_VARIABLE listed)
+  if(NOT listed EQUAL 0)
+    message(FATAL_ERROR "convgemm: '${CMAKE_AR} t ${copy}' failed (${listed})")
+  endif()
+  string(REGEX MATCHALL "(^|\n)(bla_|cblas_|f77_)[^\n]*" interfaces "${members}")
+  list(TRANSFORM interfaces STRIP)
+  if(NOT interfaces)
+    message(FATAL_ERROR "convgemm: ${archive} has no bla_/cblas_/f77_ members; its layout is "
+                        "not BLIS 0.9's, so its BLAS symbols cannot be left out")
+  endif()
+  execute_process(COMMAND "${CMAKE_AR}" d "${copy}" ${interfaces} RESULT_VARIABLE deleted)
+  if(NOT deleted EQUAL 0)
+    message(FATAL_ERROR "convgemm: removing BLIS's BLAS interfaces from ${copy} failed")
+  endif()
+  set(${out} "${copy}" PARENT_SCOPE)
+endfunction()
+
 function(convgemm_find_blis)
   set(CONVGEMM_BLIS_FOUND OFF PARENT_SCOPE)
   set(serial_dir ${CMAKE_LIBRARY_ARCHITECTURE}/blis-serial)
@@ -42,9 +70,10 @@ function(convgemm_find_blis)
   endif()
   find_package(Threads REQUIRED)
   if(NOT TARGET convgemm::blis)
+    convgemm_blis_without_blas_interfaces("${CONVGEMM_BLIS_LIBRARY}" kernels_archive)
     add_library(convgemm::blis STATIC IMPORTED GLOBAL)
     set_target_properties(convgemm::blis PROPERTIES
-      IMPORTED_LOCATION "${CONVGEMM_BLIS_LIBRARY}"
+      IMPORTED_LOCATION "${kernels_archive}"
       INTERFACE_INCLUDE_DIRECTORIES "${CONVGEMM_BLIS_INCLUDE_DIR}"
       INTERFACE_LINK_LIBRARIES "Threads::Threads;m")
   endif()

@@ -130,6 +130,17 @@ std::vector<Conv2dShape> split_shapes() {
   return {resnet_like, grouped_strided, wide_outputs, long_reduction};
 }
 
+// BLIS's own choice of kernel goes by CPU model and falls back to its reference code on models
+// newer than its tables; the engine must still run an optimized x86 kernel wherever the CPU has
+// the instructions of one (on an emulated baseline CPU, the reference kernel is right).
+TEST_F(PackedKernel, IsOptimizedWhereTheCpuRunsAvx2AndFma) {
+  if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) {
+    GTEST_SKIP() << "this CPU has no AVX2 and FMA: BLIS's reference kernel is the one it runs";
+  }
+  EXPECT_TRUE(kernel().optimized) << kernel().name;
+  EXPECT_NE(kernel().name, "generic");
+}
+
 // Shapes that take the packed path in `layout` (depthwise ones keep their direct kernels).
 Conv2dShape random_packed_shape(std::mt19937_64& rng, Layout layout) {
   for (;;) {

@@ -15,16 +15,28 @@ bool has_avx512_skx_subset() {
          __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
 }
 
+bool has_avx2_fma() { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
+
 // The native context of configuration `id`, or nullptr when this BLIS build lacks it.
 cntx_t* native_context(arch_t id) {
   cntx_t** contexts = bli_gks_lookup_id(id);
   return contexts != nullptr ? contexts[BLIS_NAT] : nullptr;
 }
 
+// BLIS's choice, or a wider kernel where its CPU tables are out of date (micro_kernel.hpp).
+arch_t configuration_for_this_cpu() {
+  const arch_t chosen = bli_arch_query_id();
+  const bool unknown_model = chosen == BLIS_ARCH_GENERIC;
+  if ((unknown_model || chosen == BLIS_ARCH_HASWELL) && has_avx512_skx_subset()) {
+    return BLIS_ARCH_SKX;
+  }
+  if (unknown_model && has_avx2_fma()) return BLIS_ARCH_HASWELL;
+  return chosen;
+}
+
 cntx_t* context_for_this_cpu() {
   bli_init();
-  arch_t arch = bli_arch_query_id();
-  if (arch == BLIS_ARCH_HASWELL && has_avx512_skx_subset()) arch = BLIS_ARCH_SKX;
+  const arch_t arch = configuration_for_this_cpu();
   return native_context(arch) != nullptr ? native_context(arch) : bli_gks_query_cntx();
 }
 

@@ -37,10 +37,13 @@ class MicroKernel {
 inline constexpr int64_t kPackedPanelAlignment = 64;
 
 // The kernel for this CPU, or nullptr when the library was built without BLIS. BLIS 0.9 picks
-// its configuration from the CPU's vendor, family and model; for Intel CPUs newer than its model
-// table (Sapphire Rapids and later) it falls back to "haswell", the AVX2 kernel, although they
-// run AVX-512: where BLIS says haswell and the CPU has AVX-512 F, DQ, BW and VL, the "skx" kernel
-// is taken instead (measured on a 2-core Sapphire Rapids VM: 1536^3 sgemm 49.7 vs 73.5 GFLOP/s).
+// its configuration from tables of CPU vendors, families and models, and a CPU newer than its
+// tables gets less than it runs: Intel's AVX-512 models from Sapphire Rapids on get "haswell"
+// (AVX2), and AMD's family 0x1a (Zen 5) gets "generic", the portable reference code. Where BLIS
+// says haswell or generic and the CPU has AVX-512 F, DQ, BW and VL, the "skx" kernel is taken;
+// where it says generic and the CPU has AVX2 and FMA, "haswell". Measured: 1536^3 sgemm on a
+// 2-core Sapphire Rapids VM 49.7 -> 73.5 GFLOP/s; 3x3 64@56 forward at batch 1 on a 2-core
+// Zen 5 VM (2026-12-07) 39 -> 205 GFLOP/s per core.
 const MicroKernel* blis_micro_kernel();
 
 }  // namespace convgemm::detail
