@@ -1,7 +1,7 @@
 #pragma once
 // The SGEMM libraries the suite times, behind one call: OpenBLAS's cblas_sgemm, oneDNN's
-// dnnl_sgemm and BLIS's own bli_sgemm (its serial build, with the configuration BLIS itself
-// picks for this CPU). The rooflines and the classic composition use it; convgemm picks its own
+// dnnl_sgemm and BLIS's own bli_sgemm (its serial build, on the configuration convgemm's packed
+// driver runs on). The rooflines and the classic composition use it; convgemm picks its own
 // through Conv2dOptions::gemm_backend. Row-major, alpha = 1.
 
 #include <cstdint>
@@ -34,7 +34,7 @@ void onednn_set_threads(int threads);
 
 // Defined in blis_sgemm.cpp (blis_absent.cpp without BLIS, where no BLIS case is registered and
 // it throws std::logic_error). Single-threaded: BLIS's serial build. blis_configuration() names
-// the configuration BLIS chose ("haswell", ...), or "" without BLIS.
+// the configuration it runs on ("skx", "haswell", ...), or "" without BLIS.
 void blis_sgemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, const float* a,
                 int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
 const char* blis_configuration();
