@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <random>
 #include <set>
 #include <string>
@@ -567,6 +568,52 @@ TEST_F(PackedKernel, AnElementDoesNotDependOnItsPlaceInATile) {
       EXPECT_TRUE(test::bitwise_equal(test::slice(r.y, plane * big_p, rows),
                                       test::slice(reference.y, plane * P, rows)))
           << "y plane " << plane;
+    }
+  }
+}
+
+// The kernel's partial tiles, each run at its own size where the kernel is skx on AVX-512
+// (skx_edge_tiles.hpp), against BLIS's kernel on the same panels, bit for bit: every tile size,
+// both betas, one step, a few and more than a reduction block; nothing outside the tile written.
+TEST_F(PackedKernel, PartialTilesAtTheirSizeGiveTheBitsOfBlisKernel) {
+  if (!kernel().sized_partial_tiles) GTEST_SKIP() << kernel().name << ": BLIS runs every tile";
+  detail::MicroKernel blis_only = kernel();
+  blis_only.sized_partial_tiles = false;
+  std::mt19937_64 rng(test::test_seed());
+  const int64_t mr = kernel().mr, nr = kernel().nr;
+  const auto aligned = [](std::vector<float>& storage, std::size_t floats) {
+    storage.assign(floats + detail::kPackedPanelAlignment / sizeof(float), 0.0f);
+    void* start = storage.data();
+    std::size_t space = storage.size() * sizeof(float);
+    return static_cast<float*>(
+        std::align(detail::kPackedPanelAlignment, floats * sizeof(float), start, space));
+  };
+  for (const int64_t depth : {int64_t{1}, int64_t{7}, kernel().kc + 5}) {
+    std::vector<float> a_storage, b_storage;
+    float* a = aligned(a_storage, std::size_t(mr * depth));
+    float* b = aligned(b_storage, std::size_t(nr * depth));
+    const Tensor a_values = test::random_tensor(rng, mr * depth),
+                 b_values = test::random_tensor(rng, nr * depth);
+    std::copy(a_values.begin(), a_values.end(), a);
+    std::copy(b_values.begin(), b_values.end(), b);
+    for (int64_t m = 1; m <= mr; ++m) {
+      for (int64_t n = 1; n <= nr; ++n) {
+        for (const float beta : {0.0f, 1.0f}) {
+          SCOPED_TRACE("tile " + std::to_string(m) + " x " + std::to_string(n) + ", depth " +
+                       std::to_string(depth) + ", beta " + std::to_string(beta));
+          // C stored by columns with a longer column than the tile, around it NaN.
+          const int64_t cs_c = mr + 3;
+          Tensor c_sized = test::nan_tensor(cs_c * (nr + 1));
+          const Tensor tile = test::random_tensor(rng, cs_c * n);
+          for (int64_t j = 0; j < n; ++j) {
+            for (int64_t i = 0; i < m; ++i) c_sized[j * cs_c + i] = tile[j * cs_c + i];
+          }
+          Tensor c_blis = c_sized;
+          kernel().multiply(m, n, depth, a, b, beta, c_sized.data(), 1, cs_c);
+          blis_only.multiply(m, n, depth, a, b, beta, c_blis.data(), 1, cs_c);
+          EXPECT_TRUE(test::bitwise_equal(c_sized, c_blis));
+        }
+      }
     }
   }
 }

@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "micro_kernel.hpp"
+#include "skx_edge_tiles.hpp"
 
 namespace convgemm::detail {
 namespace {
@@ -56,6 +57,8 @@ MicroKernel query_micro_kernel() {
   for (arch_t id = static_cast<arch_t>(0); id < BLIS_NUM_ARCHS; id = static_cast<arch_t>(id + 1)) {
     if (native_context(id) == cntx) kernel.name = bli_arch_string(id);
   }
+  kernel.sized_partial_tiles = kernel.name == "skx" && kernel.mr == kSkxTileRows &&
+                               kernel.nr == kSkxTileCols && skx_edge_tile(1, 1) != nullptr;
   kernel.context_ = cntx;
   kernel.kernel_ = reinterpret_cast<const void*>(ukr);
   return kernel;
@@ -65,6 +68,12 @@ MicroKernel query_micro_kernel() {
 
 void MicroKernel::multiply(int64_t m, int64_t n, int64_t depth, const float* a, const float* b,
                            float beta, float* c, int64_t rs_c, int64_t cs_c) const {
+  if (sized_partial_tiles && rs_c == 1) {
+    if (const SkxEdgeTile tile = skx_edge_tile(m, n)) {
+      tile(depth, a, b, beta, c, cs_c, m);
+      return;
+    }
+  }
   auto* ukr = reinterpret_cast<sgemm_ukr_ft>(const_cast<void*>(kernel_));
   auto* cntx = static_cast<cntx_t*>(const_cast<void*>(context_));
   float one = 1.0f;

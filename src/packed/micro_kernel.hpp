@@ -20,6 +20,9 @@ class MicroKernel {
   bool prefers_rows = true;  // full speed when a tile's rows are contiguous (cs_c == 1)
   bool optimized = false;    // false: BLIS has only its portable reference kernel here
   std::string name;          // BLIS's configuration, e.g. "haswell" or "skx"
+  // Partial tiles run at their own size (skx_edge_tiles.hpp) instead of as whole ones in BLIS's
+  // kernel; the same bits either way. Set for skx on AVX-512 CPUs.
+  bool sized_partial_tiles = false;
 
   // C[m x n] = beta * C + A_panel^T * B_panel over `depth` steps, for m <= mr, n <= nr; element
   // (i, j) of C is c[i * rs_c + j * cs_c]. a and b are packed panels (mr and nr wide), aligned
