@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "convgemm/shape.hpp"
+#include "packed/flipped_filter.hpp"
 #include "packed/operands.hpp"
 #include "support/seed.hpp"
 
@@ -234,6 +235,56 @@ TEST(ImageRowPanels, BothFormsHoldXColTransposedOnRandomShapesRangesAndWidths) {
         expected);
   }
   if (avx512_cases == 0) GTEST_SKIP() << "this CPU has no AVX-512 gather; the portable one passed";
+}
+
+// backward_data's flipped filter (packed/flipped_filter.hpp) as the forward convolution's weight
+// panels: lane c, step k' holds W_g[o][c][KH-1-kh'][KW-1-kw'] with k' = (o, kh', kw') in nchw
+// and (kh', kw', o) in nhwc; filters of 1 to 25 taps (AVX-512 permutes up to 16, else scalar),
+// lane and step ranges that start and end inside a filter row, every width.
+TEST(FlippedFilterPanels, HoldTheFlippedFilterOnRandomShapesRangesAndWidths) {
+  std::mt19937_64 rng(test::test_seed());
+  SCOPED_TRACE(test::seed_description());
+  for (int trial = 0; trial < kTrials; ++trial) {
+    Conv2dShape s{.batch = 1,
+                  .in_channels = pick_from(rng, {1, 3, 17, 40}),
+                  .in_height = 6,
+                  .in_width = 6,
+                  .out_channels = pick_from(rng, {1, 2, 5}),
+                  .kernel_height = pick_from(rng, {1, 2, 3, 4, 5}),
+                  .kernel_width = pick_from(rng, {1, 3, 4, 5}),
+                  .layout = pick_from(rng, {0, 0, 1}) == 0 ? Layout::nchw : Layout::nhwc};
+    s.groups = s.in_channels % 2 == 0 ? pick_from(rng, {1, 2}) : 1;
+    s.out_channels *= s.groups;
+    const int64_t T = s.kernel_height * s.kernel_width, M = s.gemm_m(), K = s.gemm_k();
+    const int64_t channels = s.in_channels / s.groups, group = s.groups - 1;
+    std::vector<float> w(static_cast<size_t>(s.weight_elements()));
+    for (size_t i = 0; i < w.size(); ++i) w[i] = static_cast<float>(i + 1);  // each its own value
+    const float* w_group = w.data() + group * M * K;
+    const int64_t first = std::min<int64_t>(pick_from(rng, {0, 0, 1, 5}), channels - 1);
+    const int64_t lanes = std::min<int64_t>(channels - first, pick_from(rng, {1, 16, 17, 40}));
+    const int64_t step = std::min<int64_t>(pick_from(rng, {0, 0, 1, T + 2}), M * T - 1);
+    const int64_t steps = std::min<int64_t>(M * T - step, pick_from(rng, {1, T - 1, 2 * T + 3}));
+    const int64_t width = pick_from(rng, kWidths);
+    const std::string what = s.to_string() + " first " + std::to_string(first) + " lanes " +
+                             std::to_string(lanes) + " step " + std::to_string(step) + " steps " +
+                             std::to_string(steps) + " width " + std::to_string(width);
+    const auto expected = [&](int64_t lane, int64_t t) {
+      const int64_t k = step + t, c = first + lane;
+      const bool nchw = s.layout == Layout::nchw;
+      const int64_t o = nchw ? k / T : k % M, flipped = nchw ? k % T : k / M;
+      const int64_t tap = T - 1 - flipped;  // (kh, kw) = (KH-1-kh', KW-1-kw')
+      return w_group[nchw ? o * K + c * T + tap : o * K + tap * channels + c];
+    };
+    const detail::FlippedFilter filter{&s, w_group};
+    EXPECT_TRUE(packs(
+        what, lanes, std::max<int64_t>(steps, 1), width,
+        [&](float* buffer) {
+          const float* panels =
+              filter.panels(first, lanes, step, std::max<int64_t>(steps, 1), width, buffer);
+          return panels == buffer;
+        },
+        expected));
+  }
 }
 
 }  // namespace

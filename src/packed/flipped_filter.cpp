@@ -1,6 +1,7 @@
 #include "flipped_filter.hpp"
 
 #include <algorithm>
+#include <optional>
 
 #include "../avx512.hpp"
 
@@ -9,7 +10,7 @@ namespace {
 
 // One filter row's taps [tap_begin, tap_begin + run) of one panel's lanes, reversed down the
 // panel: dst[j * width + lane] = src[lane * T - j] for lane < used (zeros up to width). Scalar,
-// one float at a time (every x86-64 CPU), or one masked gather per tap and 16 lanes.
+// one float at a time (every x86-64 CPU, and filters of more than 16 taps).
 void reverse_taps(const float* src, int64_t T, int64_t used, int64_t width, int64_t run,
                   float* dst) {
   for (int64_t lane = 0; lane < used; ++lane) {
@@ -18,22 +19,57 @@ void reverse_taps(const float* src, int64_t T, int64_t used, int64_t width, int6
   for (int64_t j = 0; j < run; ++j) std::fill(dst + j * width + used, dst + (j + 1) * width, 0.0f);
 }
 
-CONVGEMM_AVX512 void reverse_taps_avx512(const float* src, int64_t T, int64_t used, int64_t width,
-                                         int64_t run, float* dst) {
+// The same with AVX-512 for filters of at most 16 taps, without a gather: 16 lanes' taps are
+// 16 * T contiguous floats, loaded as T vectors, and each output tap t picks its 16 lanes (lane
+// l's at l * T + t) from pairs of them with two-source permutes. (The gather, one per tap and 16
+// lanes, was 62% of 3x3 512@7's backward_data at batch 1 on Zen 5: it is microcoded there.)
+constexpr int64_t kMaxPermutedTaps = 16;
+
+// For tap t and window q (vectors 2q and 2q + 1 of the 16 lanes' taps): the permute's indices
+// and the lanes whose tap lies in that window.
+struct TapPermutes {
+  int64_t taps = 0, windows = 0;
+  alignas(64) int32_t index[kMaxPermutedTaps][kMaxPermutedTaps / 2][16] = {};
+  uint16_t lanes[kMaxPermutedTaps][kMaxPermutedTaps / 2] = {};
+
+  explicit TapPermutes(int64_t T) : taps(T), windows((T + 1) / 2) {
+    for (int64_t t = 0; t < T; ++t) {
+      for (int64_t lane = 0; lane < 16; ++lane) {
+        const int64_t at = lane * T + t, q = at / 32;
+        index[t][q][lane] = static_cast<int32_t>(at % 32);
+        lanes[t][q] = static_cast<uint16_t>(lanes[t][q] | (1u << lane));
+      }
+    }
+  }
+};
+
+CONVGEMM_AVX512 void reverse_taps_permuted(const TapPermutes& permutes, const float* lanes_taps,
+                                           int64_t used, int64_t width, int64_t tap_begin,
+                                           int64_t run, float* dst) {
   constexpr int64_t kLanes = 16;
-  const __m512i lane_offsets =
-      _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-                         _mm512_set1_epi32(static_cast<int>(T)));
+  const int64_t T = permutes.taps;
+  __m512 taps[kMaxPermutedTaps + 1];
   for (int64_t v = 0; v * kLanes < width; ++v) {
     const int64_t lane = v * kLanes;
     const auto in_panel = static_cast<__mmask16>((1u << std::min(kLanes, width - lane)) - 1);
-    const auto read =
-        static_cast<__mmask16>(used > lane ? (1u << std::min(kLanes, used - lane)) - 1 : 0u);
+    // This group's lanes below `used`: floats [0, valid) of its 16 * T.
+    const int64_t valid = std::clamp<int64_t>(used - lane, 0, kLanes) * T;
+    const float* group = address(lanes_taps, lane * T);
+    for (int64_t i = 0; i < T; ++i) {
+      const int64_t in_vector = std::clamp<int64_t>(valid - i * kLanes, 0, kLanes);
+      const auto read = static_cast<__mmask16>((1u << in_vector) - 1);
+      taps[i] = _mm512_maskz_loadu_ps(read, address(group, i * kLanes));
+    }
+    taps[T] = _mm512_setzero_ps();
     for (int64_t j = 0; j < run; ++j) {
-      const float* base = address(src, lane * T - j);
-      const __m512 taps =
-          _mm512_mask_i32gather_ps(_mm512_setzero_ps(), read, lane_offsets, base, 4);
-      _mm512_mask_storeu_ps(dst + j * width + lane, in_panel, taps);
+      const int64_t t = T - 1 - (tap_begin + j);
+      __m512 out = _mm512_setzero_ps();
+      for (int64_t q = 0; q < permutes.windows; ++q) {
+        const __m512i index = _mm512_load_si512(permutes.index[t][q]);
+        out = _mm512_mask_mov_ps(out, permutes.lanes[t][q],
+                                 _mm512_permutex2var_ps(taps[2 * q], index, taps[2 * q + 1]));
+      }
+      _mm512_mask_storeu_ps(dst + j * width + lane, in_panel, out);
     }
   }
 }
@@ -101,20 +137,21 @@ const float* FlippedFilter::panels(int64_t first, int64_t lanes, int64_t step, i
   // reverse down the panel's column. Every panel takes row o before any takes row o + 1: the
   // lanes of a row are then read in one sequential sweep (panel by panel, each row was a new
   // page: 42% of 3x3 512@7's backward_data at batch 1 went into that packing).
-  // (The gather's offsets, lane * T for 16 lanes, are 32-bit.)
-  const bool avx512 = cpu_has_avx512() && T * width < (int64_t{1} << 31);
+  const bool avx512 = cpu_has_avx512() && T <= kMaxPermutedTaps;
+  const std::optional<TapPermutes> permutes =
+      avx512 ? std::optional<TapPermutes>(std::in_place, T) : std::nullopt;
   for (int64_t k = step; k < step + steps;) {
     const int64_t o = k / T, tap_begin = k % T;
     const int64_t run = std::min(T - tap_begin, step + steps - k);
     for (int64_t panel = 0; panel * width < lanes; ++panel) {
       const int64_t lane_begin = first + panel * width;
       const int64_t used = std::min(width, lanes - panel * width);
-      const float* src = w_group + o * K + lane_begin * T + (T - 1 - tap_begin);
+      const float* lanes_taps = w_group + o * K + lane_begin * T;
       float* dst = buffer + panel * steps * width + (k - step) * width;
-      if (avx512) {
-        reverse_taps_avx512(src, T, used, width, run, dst);
+      if (permutes) {
+        reverse_taps_permuted(*permutes, lanes_taps, used, width, tap_begin, run, dst);
       } else {
-        reverse_taps(src, T, used, width, run, dst);
+        reverse_taps(lanes_taps + (T - 1 - tap_begin), T, used, width, run, dst);
       }
     }
     k += run;
