@@ -63,6 +63,40 @@ inline int64_t b_panel_width(const MicroKernel& kernel) {
 
 namespace packed {
 
+// The finish hook, called a few tiles late. A tile's last stores may still wait for their cache
+// lines (the first write to an output misses all the way to memory), and a hook that reads the
+// tile at once waits with them: the textbook layer's bias pass, 14% of its forward, sat on those
+// loads. Tiles are disjoint, so the order of their finishes changes nothing.
+template <class Finish>
+class LateFinish {
+ public:
+  explicit LateFinish(Finish& finish) : finish_(finish) {}
+  LateFinish(const LateFinish&) = delete;
+  LateFinish& operator=(const LateFinish&) = delete;
+  ~LateFinish() {
+    for (int64_t k = 0; k < count_; ++k) call(pending_[(oldest_ + k) % kLag]);
+  }
+  void operator()(int64_t i, int64_t m, int64_t j, int64_t n) {
+    if (count_ == kLag) {
+      call(pending_[oldest_]);
+      oldest_ = (oldest_ + 1) % kLag;
+      --count_;
+    }
+    pending_[(oldest_ + count_) % kLag] = {i, m, j, n};
+    ++count_;
+  }
+
+ private:
+  static constexpr int64_t kLag = 4;
+  struct Tile {
+    int64_t i, m, j, n;
+  };
+  void call(const Tile& t) { finish_(t.i, t.m, t.j, t.n); }
+  Finish& finish_;
+  Tile pending_[kLag] = {};
+  int64_t oldest_ = 0, count_ = 0;
+};
+
 // BLIS's loop nest in the kernel's terms: `rows` is the operand of the tile rows (mr-wide
 // panels), `cols` the other; c[i * rs + j * cs]. finish(i, m, j, n) in these terms too.
 template <PanelOperand Rows, PanelOperand Cols, class Finish>
@@ -71,6 +105,7 @@ void kernel_loops(const MicroKernel& kernel, int64_t depth, const Rows& rows, co
                   int64_t j_begin, int64_t j_end, const PackBlocks& blocks, float* row_buffer,
                   float* col_buffer, Finish& finish) {
   const int64_t mr = kernel.mr, nr = kernel.nr;
+  LateFinish late_finish(finish);
   for (int64_t jc = j_begin; jc < j_end; jc += blocks.nc) {
     const int64_t nc = std::min(blocks.nc, j_end - jc);
     for (int64_t step = 0; step < depth; step += kernel.kc) {
@@ -87,7 +122,7 @@ void kernel_loops(const MicroKernel& kernel, int64_t depth, const Rows& rows, co
             const int64_t m = std::min(mr, mc - i);
             kernel.multiply(m, n, steps, row_panels + i * steps, col_panels + j * steps, beta,
                             c + (ic + i) * rs + (jc + j) * cs, rs, cs);
-            if (last) finish(ic + i, m, jc + j, n);
+            if (last) late_finish(ic + i, m, jc + j, n);
           }
         }
       }
