@@ -26,7 +26,11 @@ void backward_weights_block(GemmLibrary gemm, const Conv2dShape& s, const float*
         dw_group + m_begin * K + block.k_begin, /*ldc=*/K);
 }
 
-float channel_sum(const float* t, int64_t batch, int64_t channels, int64_t plane, int64_t channel) {
+// Compiled for the widest vectors this CPU runs, as channel_sums_nhwc below (built for the
+// baseline, its eight lanes were four SSE2 pairs: 13% of 1x1 64->256's backward_weights at
+// batch 8 went into this sum).
+[[gnu::target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")]] float channel_sum(
+    const float* t, int64_t batch, int64_t channels, int64_t plane, int64_t channel) {
   // Eight double accumulators, element i of a plane going to lane i % 8, then the lanes added in
   // a fixed tree: the same order on every thread and every run, and eight independent chains
   // the compiler turns into vector adds (one scalar chain ran at a quarter of the memory speed).
