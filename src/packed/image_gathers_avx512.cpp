@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <limits>
 
 #include "../avx512.hpp"
 #include "../im2col.hpp"
@@ -193,11 +194,11 @@ CONVGEMM_AVX512 inline void transpose_16x16(__m512 r[16]) {
 // n reads image row ih = oh * stride_height + ih_offset at offset
 // n * image_stride + ih_offset * W + base + oh * stride_height * W + ow * stride_width,
 // when ih is inside the image and ow among the taps' columns.
-struct RowLane {
-  int64_t base;       // c * H * W + iw_offset
-  int64_t ih_offset;  // kh * dilation_height - pad_top
-  int64_t ow_begin, ow_end;
-  bool used;  // false: a padding lane of the last panel (zeros)
+struct PanelLanes {
+  alignas(64) int64_t base[kMaxPanelLanes];       // c * H * W + ih_offset * W + iw_offset
+  alignas(64) int64_t ih_offset[kMaxPanelLanes];  // kh * dilation_height - pad_top
+  alignas(64) int64_t ow_begin[kMaxPanelLanes];
+  alignas(64) int64_t ow_end[kMaxPanelLanes];
 };
 
 // Consecutive steps on one output row of one image, at most 16.
@@ -210,6 +211,32 @@ struct StepRun {
 
 constexpr int64_t kRunSteps = 256;  // steps whose runs are cut at a time
 
+// The load masks of lanes [first, first + 16) for `run`, eight lanes per vector (the bounds
+// are 64-bit): the run's steps whose image row is inside the image and, unless every column of
+// the run is, whose columns are among the lane's taps' (no branch per lane).
+CONVGEMM_AVX512 inline void lane_masks(const PanelLanes& lanes, int64_t first, const StepRun& run,
+                                       int64_t H, uint64_t* masks) {
+  const __m512i one = _mm512_set1_epi64(1), row = _mm512_set1_epi64(run.first_row);
+  const __m512i run_begin = _mm512_set1_epi64(run.ow);
+  const __m512i run_end = _mm512_set1_epi64(run.ow + run.length);
+  for (int64_t half = 0; half < 2; ++half) {
+    const int64_t at = first + 8 * half;
+    const __m512i ih = _mm512_add_epi64(row, _mm512_load_si512(lanes.ih_offset + at));
+    __mmask8 read = _mm512_cmpge_epi64_mask(ih, _mm512_setzero_si512()) &
+                    _mm512_cmplt_epi64_mask(ih, _mm512_set1_epi64(H));
+    __m512i mask = _mm512_set1_epi64(int64_t{(1 << run.length) - 1});
+    if (!run.inside) {  // only the taps' columns of the run
+      const __m512i begin = _mm512_max_epi64(_mm512_load_si512(lanes.ow_begin + at), run_begin);
+      const __m512i end = _mm512_min_epi64(_mm512_load_si512(lanes.ow_end + at), run_end);
+      read &= _mm512_cmplt_epi64_mask(begin, end);
+      const __m512i ones =
+          _mm512_sub_epi64(_mm512_sllv_epi64(one, _mm512_sub_epi64(end, begin)), one);
+      mask = _mm512_sllv_epi64(ones, _mm512_sub_epi64(begin, run_begin));
+    }
+    _mm512_store_si512(masks + 8 * half, _mm512_maskz_mov_epi64(read, mask));
+  }
+}
+
 template <int64_t Stride>
 CONVGEMM_AVX512 void gather_rows(const ImageRows& op, int64_t first, int64_t lanes, int64_t step,
                                  int64_t steps, int64_t width, float* buffer) {
@@ -220,7 +247,7 @@ CONVGEMM_AVX512 void gather_rows(const ImageRows& op, int64_t first, int64_t lan
   for (int64_t kw = 0; kw < std::min(KW, kCachedTaps); ++kw) taps_of[kw] = tap_range(s, kw);
   const int64_t inside_begin = tap_range(s, 0).ow_begin, inside_end = tap_range(s, KW - 1).ow_end;
   StepRun runs[kRunSteps];
-  RowLane lane_of[kMaxPanelLanes];
+  PanelLanes lane_of;
   const int64_t panels = ceil_div(lanes, width);
   for (int64_t t0 = 0; t0 < steps; t0 += kRunSteps) {
     const int64_t chunk = std::min(kRunSteps, steps - t0);
@@ -239,29 +266,24 @@ CONVGEMM_AVX512 void gather_rows(const ImageRows& op, int64_t first, int64_t lan
         const int64_t c = k / (KH * KW), kh = k / KW % KH, kw = k % KW;
         const TapRange taps = kw < kCachedTaps ? taps_of[kw] : tap_range(s, kw);
         const int64_t ih_offset = kh * s.dilation_height - s.pad_top;
-        lane_of[i] = {c * H * W + ih_offset * W + taps.iw_offset, ih_offset, taps.ow_begin,
-                      taps.ow_end, i < lanes - panel * width};
+        const bool used = i < lanes - panel * width;
+        lane_of.base[i] = c * H * W + ih_offset * W + taps.iw_offset;
+        // An unused lane (padding of the last panel) reads no image row: zeros.
+        lane_of.ih_offset[i] = used ? ih_offset : std::numeric_limits<int64_t>::min() / 2;
+        lane_of.ow_begin[i] = taps.ow_begin;
+        lane_of.ow_end[i] = taps.ow_end;
       }
       float* panel_rows = buffer + panel * steps * width;
       for (int64_t r = 0; r < run_count; ++r) {
         const StepRun& run = runs[r];
-        const auto run_mask = static_cast<__mmask16>((1u << run.length) - 1);
         for (int64_t v = 0; v < width / kVectorLanes; ++v) {
-          const RowLane* lane = lane_of + v * kVectorLanes;
+          alignas(64) uint64_t masks[kVectorLanes];
+          lane_masks(lane_of, v * kVectorLanes, run, H, masks);
           __m512 block[16];
 #pragma GCC unroll 16
           for (int64_t i = 0; i < 16; ++i) {
-            const RowLane& l = lane[i];
-            const int64_t ih = run.first_row + l.ih_offset;
-            __mmask16 mask = l.used && ih >= 0 && ih < H ? run_mask : 0;
-            if (!run.inside && mask != 0) {  // only the taps' columns of the run
-              const int64_t begin = std::max(l.ow_begin, run.ow);
-              const int64_t end = std::min(l.ow_end, run.ow + run.length);
-              mask = begin < end
-                         ? static_cast<__mmask16>(((1u << (end - begin)) - 1) << (begin - run.ow))
-                         : 0;
-            }
-            const float* from = address(op.x_group, run.offset + l.base);  // (step 0 of the run)
+            const auto mask = static_cast<__mmask16>(masks[i]);
+            const float* from = address(op.x_group, run.offset + lane_of.base[v * 16 + i]);
             if constexpr (Stride == 1) {
               block[i] = _mm512_maskz_loadu_ps(mask, from);
             } else {
