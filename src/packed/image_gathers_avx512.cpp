@@ -24,6 +24,8 @@ constexpr int64_t kMaxVectors = 4;  // panels up to 64 lanes (BLIS's tiles are a
 constexpr int64_t kMaxPanelLanes = kVectorLanes * kMaxVectors;
 constexpr int64_t kGroupPanels = 8;  // panels whose runs are cut once and reused step by step
 constexpr int64_t kCachedTaps = 16;  // kernel columns whose tap ranges are computed once
+constexpr int64_t kPrefetchedChannels = 2;  // how far ahead ImageColumns prefetches a plane
+constexpr int64_t kFloatsPerLine = 16;      // floats per 64-byte cache line
 
 // ImageColumns: a panel row of 16·V lanes (positions) is assembled in V registers, one masked
 // load per run of lanes that read one image row, and stored whole; the registers start as zeros.
@@ -115,8 +117,22 @@ CONVGEMM_AVX512 void gather_columns(const ImageColumns& op, int64_t first, int64
         }
       }
       loads_of[(tap_end - tap_begin) * count] = load_count;
+      // The floats of a plane these loads touch, as one stretch: prefetched a few channels ahead.
+      // A large image (VGG's 224 x 224 x 64, 12.8 MB) comes from memory, and the stretches of
+      // successive channels are a plane apart, too far for the hardware prefetcher to follow.
+      int64_t touched_begin = std::numeric_limits<int64_t>::max(), touched_end = 0;
+      for (int64_t l = 0; l < load_count; ++l) {
+        touched_begin = std::min(touched_begin, loads[l].offset);
+        touched_end = std::max(touched_end, loads[l].offset + width * Stride);
+      }
       for (int64_t c = c_first; c <= c_last; ++c) {
         const float* plane = op.x_group + c * H * W;
+        if (c + kPrefetchedChannels <= c_last) {
+          const float* ahead = address(plane, kPrefetchedChannels * H * W);
+          for (int64_t at = touched_begin; at < touched_end; at += kFloatsPerLine) {
+            _mm_prefetch(reinterpret_cast<const char*>(address(ahead, at)), _MM_HINT_T0);
+          }
+        }
         for (int64_t tap = tap_begin; tap < tap_end; ++tap) {
           const int64_t t = c * T + tap - step;
           if (t < 0 || t >= steps) continue;
