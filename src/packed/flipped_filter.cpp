@@ -58,7 +58,10 @@ CONVGEMM_AVX512 void reverse_taps_permuted(const TapPermutes& permutes, const fl
     for (int64_t i = 0; i < T; ++i) {
       const int64_t in_vector = std::clamp<int64_t>(valid - i * kLanes, 0, kLanes);
       const auto read = static_cast<__mmask16>((1u << in_vector) - 1);
-      taps[i] = _mm512_maskz_loadu_ps(read, address(group, i * kLanes));
+      // (No load at all past the filter's end: a masked load touching an unmapped page is slow
+      // on AMD's cores even with no lane read.)
+      taps[i] = in_vector == 0 ? _mm512_setzero_ps()
+                               : _mm512_maskz_loadu_ps(read, address(group, i * kLanes));
     }
     taps[T] = _mm512_setzero_ps();
     for (int64_t j = 0; j < run; ++j) {

@@ -25,6 +25,7 @@ constexpr int64_t kMaxPanelLanes = kVectorLanes * kMaxVectors;
 constexpr int64_t kGroupPanels = 8;  // panels whose runs are cut once and reused step by step
 constexpr int64_t kCachedTaps = 16;  // kernel columns whose tap ranges are computed once
 constexpr int64_t kPrefetchedChannels = 2;  // how far ahead ImageColumns prefetches a plane
+constexpr int64_t kPrefetchedPanels = 2;    // how far ahead ImageRows prefetches its lanes
 constexpr int64_t kFloatsPerLine = 16;      // floats per 64-byte cache line
 
 // ImageColumns: a panel row of 16·V lanes (positions) is assembled in V registers, one masked
@@ -144,6 +145,7 @@ CONVGEMM_AVX512 void gather_columns(const ImageColumns& op, int64_t first, int64
               const TapLoad load = loads[l];
               for (int64_t v = 0; v < Vectors; ++v) {
                 const auto m = static_cast<__mmask16>(load.mask >> (v * kVectorLanes));
+                if (m == 0) continue;  // (no load outside the image: see gather_rows)
                 const float* from = address(plane, load.offset + v * kVectorLanes * Stride);
                 if constexpr (Stride == 1) {
                   row[v] = _mm512_mask_loadu_ps(row[v], m, from);
@@ -276,7 +278,25 @@ CONVGEMM_AVX512 void gather_rows(const ImageRows& op, int64_t first, int64_t lan
           inside_begin <= ow && ow + length <= inside_end};
       t += length;
     }
+    // What a channel's lanes read of its plane for these runs, as one stretch (all kernel rows
+    // and columns): prefetched for the channels of the panel after next, a plane or more away.
+    const int64_t reach_begin = -s.pad_top * W - s.pad_left * s.dilation_width;
+    const int64_t reach_end = ((KH - 1) * s.dilation_height - s.pad_top) * W +
+                              (KW - 1) * s.dilation_width + kVectorLanes * Stride;
+    const int64_t touched_begin = runs[0].offset + reach_begin;
+    const int64_t touched_end = runs[run_count - 1].offset + reach_end;
+    const bool prefetch = touched_end - touched_begin <= H * W;  // one image's rows
     for (int64_t panel = 0; panel < panels; ++panel) {
+      if (prefetch && panel + kPrefetchedPanels < panels) {
+        const int64_t k = first + (panel + kPrefetchedPanels) * width;
+        const int64_t c_end = std::min(ceil_div(k + width, KH * KW), s.in_channels / s.groups);
+        for (int64_t c = k / (KH * KW); c < c_end; ++c) {
+          for (int64_t at = touched_begin; at < touched_end; at += kFloatsPerLine) {
+            _mm_prefetch(reinterpret_cast<const char*>(address(op.x_group, c * H * W + at)),
+                         _MM_HINT_T0);
+          }
+        }
+      }
       for (int64_t i = 0; i < width; ++i) {
         const int64_t k = first + panel * width + i;
         const int64_t c = k / (KH * KW), kh = k / KW % KH, kw = k % KW;
@@ -298,8 +318,13 @@ CONVGEMM_AVX512 void gather_rows(const ImageRows& op, int64_t first, int64_t lan
           __m512 block[16];
 #pragma GCC unroll 16
           for (int64_t i = 0; i < 16; ++i) {
+            // A load with no lane reads from the group's first float: its own address may lie
+            // outside the image, and on AMD's cores a masked load whose masked lanes touch an
+            // unmapped page takes a microcode assist even with no lane left (the stem's
+            // backward_weights ran at a third of its speed when the page before x was unmapped).
             const auto mask = static_cast<__mmask16>(masks[i]);
-            const float* from = address(op.x_group, run.offset + lane_of.base[v * 16 + i]);
+            const int64_t offset = mask != 0 ? run.offset + lane_of.base[v * 16 + i] : 0;
+            const float* from = address(op.x_group, offset);
             if constexpr (Stride == 1) {
               block[i] = _mm512_maskz_loadu_ps(mask, from);
             } else {
