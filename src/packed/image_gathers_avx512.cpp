@@ -15,6 +15,7 @@
 #include "../im2col.hpp"
 #include "convgemm/detail/check.hpp"
 #include "operands.hpp"
+#include "panel_copies.hpp"
 
 namespace convgemm::detail {
 namespace {
@@ -26,7 +27,6 @@ constexpr int64_t kGroupPanels = 8;  // panels whose runs are cut once and reuse
 constexpr int64_t kCachedTaps = 16;  // kernel columns whose tap ranges are computed once
 constexpr int64_t kPrefetchedChannels = 2;  // how far ahead ImageColumns prefetches a plane
 constexpr int64_t kPrefetchedPanels = 2;    // how far ahead ImageRows prefetches its lanes
-constexpr int64_t kFloatsPerLine = 16;      // floats per 64-byte cache line
 
 // ImageColumns: a panel row of 16·V lanes (positions) is assembled in V registers, one masked
 // load per run of lanes that read one image row, and stored whole; the registers start as zeros.
@@ -130,7 +130,7 @@ CONVGEMM_AVX512 void gather_columns(const ImageColumns& op, int64_t first, int64
         const float* plane = op.x_group + c * H * W;
         if (c + kPrefetchedChannels <= c_last) {
           const float* ahead = address(plane, kPrefetchedChannels * H * W);
-          for (int64_t at = touched_begin; at < touched_end; at += kFloatsPerLine) {
+          for (int64_t at = touched_begin; at < touched_end; at += panel::kFloatsPerLine) {
             _mm_prefetch(reinterpret_cast<const char*>(address(ahead, at)), _MM_HINT_T0);
           }
         }
@@ -291,7 +291,7 @@ CONVGEMM_AVX512 void gather_rows(const ImageRows& op, int64_t first, int64_t lan
         const int64_t k = first + (panel + kPrefetchedPanels) * width;
         const int64_t c_end = std::min(ceil_div(k + width, KH * KW), s.in_channels / s.groups);
         for (int64_t c = k / (KH * KW); c < c_end; ++c) {
-          for (int64_t at = touched_begin; at < touched_end; at += kFloatsPerLine) {
+          for (int64_t at = touched_begin; at < touched_end; at += panel::kFloatsPerLine) {
             _mm_prefetch(reinterpret_cast<const char*>(address(op.x_group, c * H * W + at)),
                          _MM_HINT_T0);
           }

@@ -27,7 +27,8 @@ inline void zero_padding_lanes(float* buffer, int64_t lanes, int64_t steps, int6
 // apart, touched a new cache line per float: 44% of backward_weights' time went into that
 // gather.) Runs that need zeros or a stride are assembled in a tile of kChunk steps first.
 inline constexpr int64_t kChunk = 64;
-inline constexpr int64_t kMaxWidth = 64;  // BLIS's single-precision tiles are at most 32 wide
+inline constexpr int64_t kMaxWidth = 64;       // BLIS's single-precision tiles are at most 32 wide
+inline constexpr int64_t kFloatsPerLine = 16;  // floats per 64-byte cache line (prefetches)
 
 // Four floats: one SSE register, which every x86-64 CPU has (the library is built without
 // -march); GCC turns the shuffles below into unpcklps/unpckhps/movlhps/movhlps.
