@@ -3,6 +3,8 @@
 #include <iostream>
 #include <memory>
 
+#include "convgemm/conv2d.hpp"
+
 namespace convgemm::bench {
 
 const char* pass_name(Pass pass) {
@@ -64,6 +66,16 @@ std::string case_name(const Case& c) {
   const std::string suffix = case_suffix(c.pass, c.layer.name, c.layer.shape.batch, c.threads);
   if (c.contender == Contender::convgemm) return suffix;
   return std::string(contender_name(c.contender)) + "/" + suffix;
+}
+
+std::string packed_driver_trace() {
+  const Conv2dShape dense{.in_channels = 64,
+                          .in_height = 8,
+                          .in_width = 8,
+                          .out_channels = 64,
+                          .kernel_height = 3,
+                          .kernel_width = 3};
+  return Conv2d(dense, {.gemm_backend = GemmBackend::packed}).describe();
 }
 
 void fill_pattern(Buffer& values, uint64_t seed) {

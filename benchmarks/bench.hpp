@@ -62,6 +62,9 @@ struct Case {
 std::string case_suffix(Pass pass, const std::string& layer, int64_t batch, int threads);
 std::string case_name(const Case& c);
 
+// The packed driver's trace (Conv2d::describe() of a dense 3x3 layer): "packed(skx 32x12, ...".
+std::string packed_driver_trace();
+
 // Buffers aligned to a cache line, as frameworks' allocators hand tensors out: glibc's malloc
 // gives large blocks 16-byte alignment, which splits every vector of channels (nhwc) across two
 // cache lines for every contender that reads the caller's buffers (measured on the nhwc

@@ -5,21 +5,15 @@
 
 #include <string>
 
-#include "convgemm/conv2d.hpp"
+#include "bench.hpp"
 #include "gemm_library.hpp"
 
 namespace convgemm::bench {
 namespace {
 
-// The configuration's name, read off a packed plan's trace: "packed(skx 32x12, ...)".
+// The configuration's name, read off the packed driver's trace: "packed(skx 32x12, ...)".
 std::string driver_configuration() {
-  const Conv2dShape dense{.in_channels = 8,
-                          .in_height = 8,
-                          .in_width = 8,
-                          .out_channels = 8,
-                          .kernel_height = 3,
-                          .kernel_width = 3};
-  const std::string trace = Conv2d(dense, {.gemm_backend = GemmBackend::packed}).describe();
+  const std::string trace = packed_driver_trace();
   const std::string prefix = "packed(";
   if (trace.rfind(prefix, 0) != 0) return "";
   return trace.substr(prefix.size(), trace.find(' ') - prefix.size());

@@ -685,13 +685,7 @@ bool write_summary(const std::vector<Case>& cases,
        << (options.onednn ? onednn_version() : std::string("absent (oneDNN columns empty)"))
        << "\n";
   if (gemm_backend_available(GemmBackend::packed)) {
-    Conv2dShape dense{.in_channels = 64,
-                      .in_height = 8,
-                      .in_width = 8,
-                      .out_channels = 64,
-                      .kernel_height = 3,
-                      .kernel_width = 3};
-    text << "Packed driver: " << Conv2d(dense, {.gemm_backend = GemmBackend::packed}).describe()
+    text << "Packed driver: " << packed_driver_trace()
          << "; its %roof is against BLIS's own SGEMM (serial, configuration "
          << blis_configuration() << ") over oneTBB workers\n";
   }
