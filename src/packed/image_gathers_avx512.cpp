@@ -266,6 +266,9 @@ CONVGEMM_AVX512 void gather_rows(const ImageRows& op, int64_t first, int64_t lan
   const int64_t inside_begin = tap_range(s, 0).ow_begin, inside_end = tap_range(s, KW - 1).ow_end;
   StepRun runs[kRunSteps];
   PanelLanes lane_of;
+  const bool geometry_is_ordinary = s.pad_top <= H && s.pad_left <= W &&
+                                    (KH - 1) * s.dilation_height <= 2 * H &&
+                                    (KW - 1) * s.dilation_width <= 2 * W;
   const int64_t panels = ceil_div(lanes, width);
   for (int64_t t0 = 0; t0 < steps; t0 += kRunSteps) {
     const int64_t chunk = std::min(kRunSteps, steps - t0);
@@ -280,12 +283,15 @@ CONVGEMM_AVX512 void gather_rows(const ImageRows& op, int64_t first, int64_t lan
     }
     // What a channel's lanes read of its plane for these runs, as one stretch (all kernel rows
     // and columns): prefetched for the channels of the panel after next, a plane or more away.
-    const int64_t reach_begin = -s.pad_top * W - s.pad_left * s.dilation_width;
-    const int64_t reach_end = ((KH - 1) * s.dilation_height - s.pad_top) * W +
-                              (KW - 1) * s.dilation_width + kVectorLanes * Stride;
-    const int64_t touched_begin = runs[0].offset + reach_begin;
-    const int64_t touched_end = runs[run_count - 1].offset + reach_end;
-    const bool prefetch = touched_end - touched_begin <= H * W;  // one image's rows
+    // Only where the padding and the dilated kernel are within the image's size (the bounds
+    // then stay far from overflow) and the stretch is within one image's rows.
+    int64_t touched_begin = 0, touched_end = 0;
+    if (geometry_is_ordinary) {
+      touched_begin = runs[0].offset - s.pad_top * W + taps_of[0].iw_offset;
+      touched_end = runs[run_count - 1].offset + ((KH - 1) * s.dilation_height - s.pad_top) * W +
+                    tap_range(s, KW - 1).iw_offset + kVectorLanes * Stride;
+    }
+    const bool prefetch = geometry_is_ordinary && touched_end - touched_begin <= H * W;
     for (int64_t panel = 0; panel < panels; ++panel) {
       if (prefetch && panel + kPrefetchedPanels < panels) {
         const int64_t k = first + (panel + kPrefetchedPanels) * width;
