@@ -7,9 +7,10 @@
 // 1, pixels whose taps all lie inside the image, whole vectors of channels) keeps the sums of
 // kPixels output pixels (forward: of up to kVectors vectors of channels each), or of one where
 // fewer are left (backward_weights: up to three kernel rows' taps), in registers and loads each
-// weight once per block; the per-pixel one handles everything else (borders, the channels after
-// the last whole vector, multipliers). Which form computes a value depends on the shape and the
-// value's position only, and both add the terms in the same order: for each channel, taps in
+// weight once per block; forward's border pixels take one-pixel blocks over the taps inside the
+// image. The per-pixel form handles everything else (the other passes' borders, the channels
+// after the last whole vector, multipliers). Which form computes a value depends on the shape and
+// the value's position only, and both add the terms in the same order: for each channel, taps in
 // (kh, kw) order, from the value the output held (zero, or the output itself when
 // accumulating). backward_weights sums over output positions in order within chunks of rows
 // fixed by the shape, then adds the chunks in order. So the bits depend on the shape and the
@@ -96,11 +97,12 @@ Geometry geometry_of(const Conv2dShape& s) {
   return g;
 }
 
-// Forward: output columns [first, end) read only input columns inside the image.
-struct Columns {
+// A half-open range [first, end) of columns, rows or taps.
+struct Range {
   int64_t first, end;
 };
-Columns forward_interior(const Geometry& g) {
+// Forward: the output columns that read only input columns inside the image.
+Range forward_interior(const Geometry& g) {
   const int64_t first = std::min((g.pl + g.sw - 1) / g.sw, g.OW);  // ow * sw - pl >= 0
   const int64_t last_tap = (g.KW - 1) * g.dw - g.pl;               // ow * sw + last_tap <= W - 1
   const int64_t end = g.W - 1 - last_tap < 0 ? 0 : (g.W - 1 - last_tap) / g.sw + 1;
@@ -156,15 +158,40 @@ Columns forward_interior(const Geometry& g) {
   }
 }
 
-// Forward, register-blocked: V vectors of channels from c of U interior pixels from ow, their
-// U*V sums in registers while the taps pass (each tap: V weight loads for U*V products).
+// Forward: the kernel rows output row oh reads inside the image, found once per row: the first
+// one's input row and weights, their count, and the steps to the next.
+struct KernelRows {
+  const float* input;    // image row of the first kernel row inside the image, at column 0
+  const float* weights;  // its taps' weights (tap-major)
+  int64_t count, input_step, weight_step;
+};
+// The taps [first, end) of a kernel extent whose positions start + k * dilation lie in [0, size)
+// (consecutive: the dilation is positive).
+Range taps_inside(int64_t start, int64_t taps, int64_t dilation, int64_t size) {
+  int64_t first = 0, end = taps;
+  while (first < end && start + first * dilation < 0) ++first;
+  while (end > first && start + (end - 1) * dilation >= size) --end;
+  return {first, end};
+}
+
+KernelRows kernel_rows(const Geometry& g, const float* x_image, const float* filters, int64_t oh) {
+  const int64_t ih0 = oh * g.sh - g.pt;
+  const auto [kh, kh_end] = taps_inside(ih0, g.KH, g.dh, g.H);
+  return {.input = kh < kh_end ? x_image + (ih0 + kh * g.dh) * g.W * g.C : x_image,
+          .weights = filters + kh * g.KW * g.O,
+          .count = kh_end - kh,
+          .input_step = g.dh * g.W * g.C,
+          .weight_step = g.KW * g.O};
+}
+
+// Forward, register-blocked: V vectors of channels from c of U pixels from ow, over the kernel
+// columns `taps` (all of them, but for a border pixel's block of one), their U*V sums in
+// registers while the taps pass (each tap: V weight loads for U*V products).
 template <int U, int V>
-[[gnu::always_inline]] inline void forward_block(const Geometry& g, const float* x_image,
-                                                 const float* filters, const float* bias,
-                                                 bool accumulate, float* y, int64_t oh, int64_t ow,
-                                                 int64_t c) {
-  const int64_t ih0 = oh * g.sh - g.pt, iw0 = ow * g.sw - g.pl;
-  const int64_t pixel_step = g.sw * g.C;
+[[gnu::always_inline]] inline void forward_block(const Geometry& g, const KernelRows& rows,
+                                                 Range taps, const float* bias, bool accumulate,
+                                                 float* y, int64_t ow, int64_t c) {
+  const int64_t pixel_step = g.sw * g.C, tap_step = g.dw * g.C;
   Vec acc[U][V];
   for (int u = 0; u < U; ++u) {
     for (int v = 0; v < V; ++v) {
@@ -175,14 +202,19 @@ template <int U, int V>
       }
     }
   }
-  for (int64_t kh = 0; kh < g.KH; ++kh) {
-    const int64_t ih = ih0 + kh * g.dh;
-    if (ih < 0 || ih >= g.H) continue;
-    const float* row = x_image + (ih * g.W + iw0) * g.C + c;
+  // No tap inside (paddings past the kernel's extent): no address of the image is formed.
+  const int64_t kernel_rows = taps.first < taps.end ? rows.count : 0;
+  const float* row = rows.input;
+  const float* row_weights = rows.weights;
+  if (kernel_rows > 0) {
+    row += (ow * g.sw - g.pl + taps.first * g.dw) * g.C + c;
+    row_weights += taps.first * g.O + c;
+  }
+  for (int64_t kh = 0; kh < kernel_rows; ++kh) {
+    const float* src = row;
+    const float* weights = row_weights;
     prefetch(row, kPrefetchPixels * pixel_step);
-    for (int64_t kw = 0; kw < g.KW; ++kw) {
-      const float* src = row + kw * g.dw * g.C;
-      const float* weights = filters + (kh * g.KW + kw) * g.O + c;
+    for (int64_t kw = taps.first; kw < taps.end; ++kw) {
       for (int v = 0; v < V; ++v) {
         Vec weight, input;
         load(weight, weights + v * kLanes);
@@ -191,7 +223,11 @@ template <int U, int V>
           acc[u][v] += weight * input;
         }
       }
+      src += tap_step;
+      weights += g.O;
     }
+    row += rows.input_step;
+    row_weights += rows.weight_step;
   }
   for (int v = 0; v < V; ++v) {
     Vec b = Vec{};
@@ -207,17 +243,21 @@ template <int U, int V>
 // groups of kVectors (kVectors = 1: the AVX2 and baseline clones, whose registers hold fewer
 // sums) and then one by one.
 template <int U>
-[[gnu::always_inline]] inline void forward_blocks(const Geometry& g, const float* x_image,
-                                                  const float* filters, const float* bias,
-                                                  bool accumulate, float* y, int64_t oh, int64_t ow,
-                                                  bool wide) {
+[[gnu::always_inline]] inline void forward_blocks(const Geometry& g, const KernelRows& rows,
+                                                  Range taps, const float* bias, bool accumulate,
+                                                  float* y, int64_t ow, bool wide) {
   int64_t c = 0;
   if (wide) {
     for (; c + kVectors * kLanes <= g.whole_channels; c += kVectors * kLanes)
-      forward_block<U, kVectors>(g, x_image, filters, bias, accumulate, y, oh, ow, c);
+      forward_block<U, kVectors>(g, rows, taps, bias, accumulate, y, ow, c);
   }
   for (; c < g.whole_channels; c += kLanes)
-    forward_block<U, 1>(g, x_image, filters, bias, accumulate, y, oh, ow, c);
+    forward_block<U, 1>(g, rows, taps, bias, accumulate, y, ow, c);
+}
+
+// Forward: the kernel columns whose taps of output column ow lie inside the image.
+Range kernel_columns(const Geometry& g, int64_t ow) {
+  return taps_inside(ow * g.sw - g.pl, g.KW, g.dw, g.W);
 }
 
 // Backward_data, per pixel: channels [c_first, C) of dx pixel (ih, iw), gathered tap by tap
@@ -420,7 +460,7 @@ template <int SH, int SW>
 template <int KW, int R>
 [[gnu::always_inline]] inline void weights_rows_group(const Geometry& g, const float* x_image,
                                                       const float* dy_row, int64_t c, int64_t oh,
-                                                      int64_t kh, Columns interior, float* sums) {
+                                                      int64_t kh, Range interior, float* sums) {
   const float* x_rows[R];
   for (int r = 0; r < R; ++r) {
     x_rows[r] = x_image + (oh * g.sh - g.pt + (kh + r) * g.dh) * g.W * g.C + c;
@@ -479,11 +519,8 @@ constexpr int kRowsTogether = KW <= 3   ? 3
 template <int KW>
 [[gnu::always_inline]] inline void weights_row(const Geometry& g, const float* x_image,
                                                const float* dy_row, int64_t c, int64_t oh,
-                                               Columns interior, float* sums) {
-  // The kernel rows inside the image are consecutive: [kh, kh_end).
-  int64_t kh = 0, kh_end = g.KH;
-  while (kh < kh_end && oh * g.sh - g.pt + kh * g.dh < 0) ++kh;
-  while (kh_end > kh && oh * g.sh - g.pt + (kh_end - 1) * g.dh >= g.H) --kh_end;
+                                               Range interior, float* sums) {
+  auto [kh, kh_end] = taps_inside(oh * g.sh - g.pt, g.KH, g.dh, g.H);
   constexpr int R = kRowsTogether<KW>;
   for (; kh + R <= kh_end; kh += R)
     weights_rows_group<KW, R>(g, x_image, dy_row, c, oh, kh, interior, sums);
@@ -501,7 +538,7 @@ constexpr int kMaxBlockedWidth = 7;
 template <int KW>
 [[gnu::always_inline]] inline void weights_chunk(const Geometry& g, const float* x, const float* dy,
                                                  int64_t row_begin, int64_t row_end, float* sums) {
-  const Columns interior = forward_interior(g);
+  const Range interior = forward_interior(g);
   const int64_t range_floats = g.KH * g.KW * kLanes;
   std::fill(sums, sums + ceil_div(g.O, kLanes) * range_floats, 0.0f);
   for (int64_t r = row_begin; r < row_end; ++r) {
@@ -555,22 +592,21 @@ void depthwise_nhwc_forward_rows(const Conv2dShape& s, const float* x_image, con
                                  const float* bias, bool accumulate, float* y_image,
                                  int64_t oh_begin, int64_t oh_end) {
   const Geometry g = geometry_of(s);
-  const Columns interior = forward_interior(g);
+  const Range interior = forward_interior(g);
   const bool wide = has_wide_registers();
   for (int64_t oh = oh_begin; oh < oh_end; ++oh) {
     float* y_row = y_image + oh * g.OW * g.O;
-    int64_t ow = 0;
-    for (; ow < interior.first; ++ow)
-      forward_pixel(g, x_image, filters, bias, accumulate, y_row + ow * g.O, oh, ow, 0);
-    // Blocks of kPixels, then single-pixel blocks to the interior's end; the channels after the
-    // last whole vector pixel by pixel.
-    while (ow < interior.end) {
-      const int64_t pixels = ow + kPixels <= interior.end ? kPixels : 1;
-      if (pixels == kPixels) {
-        forward_blocks<kPixels>(g, x_image, filters, bias, accumulate, y_row + ow * g.O, oh, ow,
-                                wide);
+    const KernelRows rows = kernel_rows(g, x_image, filters, oh);
+    // Blocks of kPixels where their taps are all inside the image, single-pixel blocks with
+    // the taps inside elsewhere; the channels after the last whole vector pixel by pixel.
+    for (int64_t ow = 0; ow < g.OW;) {
+      const bool whole = ow >= interior.first && ow + kPixels <= interior.end;
+      const int64_t pixels = whole ? kPixels : 1;
+      if (whole) {
+        forward_blocks<kPixels>(g, rows, {0, g.KW}, bias, accumulate, y_row + ow * g.O, ow, wide);
       } else {
-        forward_blocks<1>(g, x_image, filters, bias, accumulate, y_row + ow * g.O, oh, ow, wide);
+        forward_blocks<1>(g, rows, kernel_columns(g, ow), bias, accumulate, y_row + ow * g.O, ow,
+                          wide);
       }
       if (g.whole_channels != g.O) {
         for (int64_t u = 0; u < pixels; ++u) {
@@ -580,8 +616,6 @@ void depthwise_nhwc_forward_rows(const Conv2dShape& s, const float* x_image, con
       }
       ow += pixels;
     }
-    for (; ow < g.OW; ++ow)
-      forward_pixel(g, x_image, filters, bias, accumulate, y_row + ow * g.O, oh, ow, 0);
   }
 }
 
