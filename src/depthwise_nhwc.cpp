@@ -453,14 +453,59 @@ template <int SH, int SW>
   }
 }
 
+// db's chains: a double per channel, summed over the output pixels in order (the floats are
+// converted exactly; the adds round). They live in the chunk's workspace between rows, as bytes
+// (the workspace holds floats).
+//
+// The chains of a whole vector of channels, in registers while the pixels of a row pass in a
+// weight sum's loop: there the conversions overlap the multiply-adds instead of running as a
+// pass of their own (which took a quarter of backward_weights' time at batch 1, bound by the
+// conversions).
+using Doubles = double __attribute__((vector_size(kLanes / 2 * sizeof(double))));
+struct BiasChains {
+  Doubles low, high;
+
+  [[gnu::always_inline]] void load_from(const char* bytes) {
+    std::memcpy(&low, bytes, sizeof low);
+    std::memcpy(&high, bytes + sizeof low, sizeof high);
+  }
+  [[gnu::always_inline]] void store_to(char* bytes) const {
+    std::memcpy(bytes, &low, sizeof low);
+    std::memcpy(bytes + sizeof low, &high, sizeof high);
+  }
+  [[gnu::always_inline]] void add(const Vec& gradient) {
+    low += __builtin_convertvector(
+        __builtin_shufflevector(gradient, gradient, 0, 1, 2, 3, 4, 5, 6, 7), Doubles);
+    high += __builtin_convertvector(
+        __builtin_shufflevector(gradient, gradient, 8, 9, 10, 11, 12, 13, 14, 15), Doubles);
+  }
+};
+
+// The chains of channels [c, c + count) over one row's pixels, where no weight loop runs with
+// them (the channels after the last whole vector, multipliers, kernels past kMaxBlockedWidth,
+// rows whose taps all fall into the padding).
+[[gnu::always_inline]] inline void add_bias_row(const Geometry& g, const float* dy_row, int64_t c,
+                                                int64_t count, char* chains_bytes) {
+  double chains[kLanes];
+  const auto bytes = static_cast<std::size_t>(count) * sizeof(double);
+  std::memcpy(chains, chains_bytes, bytes);
+  for (int64_t ow = 0; ow < g.OW; ++ow) {
+    const float* values = dy_row + ow * g.O + c;
+    for (int64_t i = 0; i < count; ++i) chains[i] += values[i];
+  }
+  std::memcpy(chains_bytes, chains, bytes);
+}
+
 // Backward_weights, register-blocked: one vector of channels from c, one output row of one
 // image, with the KW sums of R kernel rows from kh in registers while the row's pixels pass
 // (R*KW independent chains hide the adds' latency); the pixels whose taps leave the image skip
-// those taps, so each tap's terms still come in column order.
-template <int KW, int R>
+// those taps, so each tap's terms still come in column order. Bias: the group also adds the
+// pixels' gradients to db's chains at `bias` (one group per row does).
+template <int KW, int R, bool Bias>
 [[gnu::always_inline]] inline void weights_rows_group(const Geometry& g, const float* x_image,
                                                       const float* dy_row, int64_t c, int64_t oh,
-                                                      int64_t kh, Range interior, float* sums) {
+                                                      int64_t kh, Range interior, float* sums,
+                                                      char* bias) {
   const float* x_rows[R];
   for (int r = 0; r < R; ++r) {
     x_rows[r] = x_image + (oh * g.sh - g.pt + (kh + r) * g.dh) * g.W * g.C + c;
@@ -468,10 +513,13 @@ template <int KW, int R>
   Vec acc[R][KW];
   for (int r = 0; r < R; ++r)
     for (int kw = 0; kw < KW; ++kw) load(acc[r][kw], sums + ((kh + r) * KW + kw) * kLanes);
+  BiasChains chains;
+  if constexpr (Bias) chains.load_from(bias);
   // The border pixels skip their taps outside the image.
   const auto border = [&](int64_t ow) {
     Vec gradient, input;
     load(gradient, dy_row + ow * g.O);
+    if constexpr (Bias) chains.add(gradient);
     const int64_t iw0 = ow * g.sw - g.pl;
     for (int kw = 0; kw < KW; ++kw) {
       const int64_t iw = iw0 + kw * g.dw;
@@ -493,6 +541,7 @@ template <int KW, int R>
   for (; ow < interior.end; ++ow) {
     Vec gradient, input;
     load(gradient, gradients);
+    if constexpr (Bias) chains.add(gradient);
     prefetch(gradients, kPrefetchPixels * g.O);
     for (int r = 0; r < R; ++r) prefetch(pixel[r], kPrefetchPixels * pixel_step);
     for (int kw = 0; kw < KW; ++kw) {
@@ -507,6 +556,7 @@ template <int KW, int R>
   for (; ow < g.OW; ++ow) border(ow);
   for (int r = 0; r < R; ++r)
     for (int kw = 0; kw < KW; ++kw) store(sums + ((kh + r) * KW + kw) * kLanes, acc[r][kw]);
+  if constexpr (Bias) chains.store_to(bias);
 }
 
 // Kernel rows summed together: up to three, about ten sums in registers (AVX-512 has room for
@@ -516,16 +566,30 @@ constexpr int kRowsTogether = KW <= 3   ? 3
                               : KW <= 5 ? 2
                                         : 1;
 
+// One output row's sums for the vector of channels from c, and db's chains at `bias` (if any)
+// with the row's first group of kernel rows.
 template <int KW>
 [[gnu::always_inline]] inline void weights_row(const Geometry& g, const float* x_image,
                                                const float* dy_row, int64_t c, int64_t oh,
-                                               Range interior, float* sums) {
+                                               Range interior, float* sums, char* bias) {
   auto [kh, kh_end] = taps_inside(oh * g.sh - g.pt, g.KH, g.dh, g.H);
   constexpr int R = kRowsTogether<KW>;
+  // (No lambda here: it would be compiled for the baseline, outside the clone's target.)
+  if (bias != nullptr && kh < kh_end) {
+    if (kh + R <= kh_end) {
+      weights_rows_group<KW, R, true>(g, x_image, dy_row, c, oh, kh, interior, sums, bias);
+      kh += R;
+    } else {
+      weights_rows_group<KW, 1, true>(g, x_image, dy_row, c, oh, kh, interior, sums, bias);
+      ++kh;
+    }
+    bias = nullptr;
+  }
   for (; kh + R <= kh_end; kh += R)
-    weights_rows_group<KW, R>(g, x_image, dy_row, c, oh, kh, interior, sums);
+    weights_rows_group<KW, R, false>(g, x_image, dy_row, c, oh, kh, interior, sums, nullptr);
   for (; kh < kh_end; ++kh)
-    weights_rows_group<KW, 1>(g, x_image, dy_row, c, oh, kh, interior, sums);
+    weights_rows_group<KW, 1, false>(g, x_image, dy_row, c, oh, kh, interior, sums, nullptr);
+  if (bias != nullptr) add_bias_row(g, dy_row, 0, kLanes, bias);
 }
 
 // The kernel widths with a register-blocked weight gradient (the rest go pixel by pixel).
@@ -537,25 +601,32 @@ constexpr int kMaxBlockedWidth = 7;
 // 0: none does) and goes pixel by pixel otherwise; sums [range][KH*KW][kLanes], from zero.
 template <int KW>
 [[gnu::always_inline]] inline void weights_chunk(const Geometry& g, const float* x, const float* dy,
-                                                 int64_t row_begin, int64_t row_end, float* sums) {
+                                                 int64_t row_begin, int64_t row_end, float* sums,
+                                                 char* bias_sums) {
   const Range interior = forward_interior(g);
   const int64_t range_floats = g.KH * g.KW * kLanes;
   std::fill(sums, sums + ceil_div(g.O, kLanes) * range_floats, 0.0f);
+  if (bias_sums != nullptr) {
+    const double zero = 0.0;
+    for (int64_t o = 0; o < g.O; ++o) std::memcpy(bias_sums + o * sizeof zero, &zero, sizeof zero);
+  }
   for (int64_t r = row_begin; r < row_end; ++r) {
     const int64_t n = r / g.OH, oh = r % g.OH;
     const float* x_image = x + n * g.H * g.W * g.C;
     const float* dy_row = dy + r * g.OW * g.O;
     for (int64_t c = 0; c < g.O; c += kLanes) {
       float* range_sums = sums + c / kLanes * range_floats;
+      char* bias = bias_sums == nullptr ? nullptr : bias_sums + c * sizeof(double);
       if constexpr (KW > 0) {
         if (c + kLanes <= g.whole_channels) {
-          weights_row<KW>(g, x_image, dy_row + c, c, oh, interior, range_sums);
+          weights_row<KW>(g, x_image, dy_row + c, c, oh, interior, range_sums, bias);
           continue;
         }
       }
       const int64_t count = std::min(kLanes, g.O - c);
       for (int64_t ow = 0; ow < g.OW; ++ow)
         weights_pixel(g, x_image, dy_row + ow * g.O + c, c, count, oh, ow, range_sums);
+      if (bias != nullptr) add_bias_row(g, dy_row, c, count, bias);
     }
   }
 }
@@ -566,9 +637,12 @@ template <int... Widths>
 [[gnu::always_inline]] inline void weights_chunk_for_width(std::integer_sequence<int, Widths...>,
                                                            const Geometry& g, const float* x,
                                                            const float* dy, int64_t row_begin,
-                                                           int64_t row_end, float* sums) {
+                                                           int64_t row_end, float* sums,
+                                                           char* bias_sums) {
   const int width = g.KW <= kMaxBlockedWidth ? int(g.KW) : 0;
-  ((width == Widths ? weights_chunk<Widths>(g, x, dy, row_begin, row_end, sums) : void()), ...);
+  ((width == Widths ? weights_chunk<Widths>(g, x, dy, row_begin, row_end, sums, bias_sums)
+                    : void()),
+   ...);
 }
 
 }  // namespace
@@ -648,36 +722,6 @@ int64_t weight_sum_floats(const Conv2dShape& s) {
   return ceil_div(s.out_channels, kLanes) * kLanes * s.kernel_height * s.kernel_width;
 }
 
-// db's chains of one chunk: a double per channel over its output rows' pixels in order, the
-// rows still in cache from the weight sums; a vector of channels at a time keeps its chains in
-// registers (Whole: all kLanes of them, a constant count).
-template <bool Whole>
-[[gnu::always_inline]] inline void add_bias_channels(const float* dy, int64_t O, int64_t p_begin,
-                                                     int64_t p_end, int64_t count,
-                                                     char* chains_bytes) {
-  const int64_t n = Whole ? kLanes : count;
-  double chains[kLanes] = {};
-  for (int64_t p = p_begin; p < p_end; ++p) {
-    const float* values = dy + p * O;
-    for (int64_t c = 0; c < n; ++c) chains[c] += values[c];
-  }
-  std::memcpy(chains_bytes, chains, static_cast<std::size_t>(n) * sizeof(double));
-}
-
-[[gnu::always_inline]] inline void add_bias_chunk(const Conv2dShape& s, const float* dy,
-                                                  int64_t row_begin, int64_t row_end,
-                                                  char* chunk_bias_sums) {
-  const int64_t O = s.out_channels, OW = s.out_width();
-  for (int64_t first = 0; first < O; first += kLanes) {
-    char* chains = chunk_bias_sums + first * sizeof(double);
-    if (first + kLanes <= O) {
-      add_bias_channels<true>(dy + first, O, row_begin * OW, row_end * OW, kLanes, chains);
-    } else {
-      add_bias_channels<false>(dy + first, O, row_begin * OW, row_end * OW, O - first, chains);
-    }
-  }
-}
-
 }  // namespace
 
 int64_t depthwise_nhwc_chunk_floats(const Conv2dShape& s) {
@@ -698,12 +742,10 @@ void depthwise_nhwc_backward_weights_chunk(const Conv2dShape& s, const float* x,
   const Geometry g = geometry_of(s);
   const int64_t rows = s.batch * g.OH, chunks = depthwise_nhwc_weight_chunks(s);
   const int64_t row_begin = chunk * rows / chunks, row_end = (chunk + 1) * rows / chunks;
+  char* bias_sums =
+      with_bias ? reinterpret_cast<char*>(chunk_sums + weight_sum_floats(s)) : nullptr;
   weights_chunk_for_width(std::make_integer_sequence<int, kMaxBlockedWidth + 1>{}, g, x, dy,
-                          row_begin, row_end, chunk_sums);
-  if (with_bias) {
-    add_bias_chunk(s, dy, row_begin, row_end,
-                   reinterpret_cast<char*>(chunk_sums + weight_sum_floats(s)));
-  }
+                          row_begin, row_end, chunk_sums, bias_sums);
 }
 
 CONVGEMM_NHWC_KERNEL
