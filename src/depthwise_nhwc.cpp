@@ -372,26 +372,27 @@ template <int U, int V>
 }
 
 // The whole vectors of channels of a block: kVectors at a time where the registers are wide.
-template <int U, int SH, int SW>
+// The block's taps are `taps`, with dy offsets `shift` output pixels short.
+template <int U>
 [[gnu::always_inline]] inline void backward_data_blocks(const Geometry& g, const float* dy_image,
-                                                        const float* filters, bool accumulate,
-                                                        float* dx, int64_t ih, int64_t iw,
-                                                        bool wide) {
-  const int64_t sw = SW ? SW : g.sw;
-  BlockTaps taps;
-  find_block_taps<SH, SW>(g, ih, iw, taps);
+                                                        const float* filters, const BlockTaps& taps,
+                                                        int64_t shift, bool accumulate, float* dx,
+                                                        int64_t pixel_step, bool wide) {
+  const float* dy = dy_image + shift * g.O;
   int64_t c = 0;
   if (wide) {
     for (; c + kVectors * kLanes <= g.whole_channels; c += kVectors * kLanes)
-      backward_data_block<U, kVectors>(g, dy_image, filters, taps, accumulate, dx, sw * g.C, c);
+      backward_data_block<U, kVectors>(g, dy, filters, taps, accumulate, dx, pixel_step, c);
   }
   for (; c < g.whole_channels; c += kLanes)
-    backward_data_block<U, 1>(g, dy_image, filters, taps, accumulate, dx, sw * g.C, c);
+    backward_data_block<U, 1>(g, dy, filters, taps, accumulate, dx, pixel_step, c);
 }
 
 // Backward_data's rows for strides SH x SW (0: the shape's): a runtime divisor is a hardware
 // division per tap, so the common strides 1 and 2 get instances where it is a constant.
-// A block is kPixels pixels of one column phase (iw mod sw): they meet the same taps.
+// A block is kPixels pixels of one column phase (iw mod sw): they meet the same taps, and so do
+// all the blocks of a row's phase that take the register-blocked form (every tap of the phase
+// reaches them), at dy pixels one further per sw columns. The taps are found once per phase.
 template <int SH, int SW>
 [[gnu::always_inline]] inline void backward_data_rows(const Geometry& g, const float* dy_image,
                                                       const float* filters, bool accumulate,
@@ -408,20 +409,31 @@ template <int SH, int SW>
     }
   };
   const bool wide = has_wide_registers(), blocked = g.KH * g.KW <= BlockTaps::kMax;
+  BlockTaps taps;
   for (int64_t ih = ih_begin; ih < ih_end; ++ih) {
     float* dx_row = dx_image + ih * g.W * g.C;
     for (int64_t phase = 0; phase < std::min(sw, g.W); ++phase) {
+      int64_t taps_iw = -1;  // the block whose taps `taps` holds (none yet)
+      const auto block_taps = [&](int64_t iw) {
+        if (taps_iw < 0) {
+          find_block_taps<SH, SW>(g, ih, iw, taps);
+          taps_iw = iw;
+        }
+        return (iw - taps_iw) / sw;
+      };
       int64_t iw = phase;
       while (iw < g.W) {
         if (blocked && iw + (kPixels - 1) * sw < g.W &&
             backward_data_block_is_interior<kPixels, SW>(g, iw)) {
-          backward_data_blocks<kPixels, SH, SW>(g, dy_image, filters, accumulate, dx_row + iw * g.C,
-                                                ih, iw, wide);
+          const int64_t shift = block_taps(iw);
+          backward_data_blocks<kPixels>(g, dy_image, filters, taps, shift, accumulate,
+                                        dx_row + iw * g.C, sw * g.C, wide);
           tail(dx_row, ih, iw, kPixels);
           iw += kPixels * sw;
         } else if (blocked && backward_data_block_is_interior<1, SW>(g, iw)) {
-          backward_data_blocks<1, SH, SW>(g, dy_image, filters, accumulate, dx_row + iw * g.C, ih,
-                                          iw, wide);
+          const int64_t shift = block_taps(iw);
+          backward_data_blocks<1>(g, dy_image, filters, taps, shift, accumulate, dx_row + iw * g.C,
+                                  sw * g.C, wide);
           tail(dx_row, ih, iw, 1);
           iw += sw;
         } else {
