@@ -586,7 +586,7 @@ template <int KW>
                                                Range interior, float* sums, char* bias) {
   auto [kh, kh_end] = taps_inside(oh * g.sh - g.pt, g.KH, g.dh, g.H);
   constexpr int R = kRowsTogether<KW>;
-  // (No lambda here: it would be compiled for the baseline, outside the clone's target.)
+  // (No lambda here: one left out of line is compiled for the baseline, not the clone's target.)
   if (bias != nullptr && kh < kh_end) {
     if (kh + R <= kh_end) {
       weights_rows_group<KW, R, true>(g, x_image, dy_row, c, oh, kh, interior, sums, bias);
