@@ -25,6 +25,16 @@ const float* tap_pixel(const Conv2dShape& s, const float* x_group, const nhwc::O
   return offset < 0 ? nullptr : x_group + offset;
 }
 
+// Whether every kernel column of each of the `lanes` origins lies inside the image: then each
+// kernel row of each is one run of the image or a padding row. Columns without dilation.
+bool columns_inside(const Conv2dShape& s, const nhwc::Origin* origins, int64_t lanes) {
+  assert(s.dilation_width == 1);
+  for (int64_t lane = 0; lane < lanes; ++lane) {
+    if (origins[lane].iw < 0 || origins[lane].iw + s.kernel_width > s.in_width) return false;
+  }
+  return true;
+}
+
 // Whether taps kw to last_kw of kernel row kh are, for each of the `lanes` origins, either all
 // inside the image (one run of it) or all in padding rows (zeros). Columns without dilation.
 bool rows_inside(const Conv2dShape& s, const nhwc::Origin* origins, int64_t lanes, int64_t kh,
@@ -55,6 +65,9 @@ const float* NhwcImageColumns::panels(int64_t first, int64_t lanes, int64_t step
     const int64_t used = std::min(width, lanes - panel * width);
     nhwc::Origins walk(s, first_lane + first + panel * width);
     for (int64_t lane = 0; lane < used; ++lane, walk.next()) origins[lane] = *walk;
+    // Found once per panel, not once per kernel row: the test of every lane took as long as the
+    // copies on the 3-channel layers.
+    const bool runs_everywhere = rows_are_runs && columns_inside(s, origins, used);
     float* panel_rows = buffer + panel * steps * width;
     // The steps cut into runs of one tap's channels, at most a chunk long (the zeros' length),
     // or of the rest of a kernel row where that is one run of the image for every lane.
@@ -65,7 +78,9 @@ const float* NhwcImageColumns::panels(int64_t first, int64_t lanes, int64_t step
       if (rows_are_runs) {
         const int64_t row_run = std::min({(kh + 1) * KW * group_channels - k, steps - t, kChunk});
         const int64_t last_kw = (k + row_run - 1) / group_channels - kh * KW;
-        if (row_run > run && rows_inside(s, origins, used, kh, kw, last_kw)) run = row_run;
+        if (row_run > run && (runs_everywhere || rows_inside(s, origins, used, kh, kw, last_kw))) {
+          run = row_run;
+        }
       }
       float* rows_out = panel_rows + t * width;
       const int64_t lanes4 = used / 4 * 4;
