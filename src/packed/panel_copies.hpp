@@ -35,11 +35,11 @@ inline constexpr int64_t kFloatsPerLine = 16;  // floats per 64-byte cache line 
 using Vec4 = float __attribute__((vector_size(4 * sizeof(float))));
 
 // Four lanes into four adjacent columns of a panel `width` wide: dst[j * width + i] = lane[i][j]
-// for j < count. Four steps at a time through registers (a 4x4 transpose), the rest one by one.
+// for j < count. Four steps at a time through registers (a 4x4 transpose); runs shorter than
+// four one by one.
 inline void transpose_four_lanes(const float* const lane[4], int64_t count, int64_t width,
                                  float* dst) {
-  int64_t j = 0;
-  for (; j + 4 <= count; j += 4) {
+  const auto four_rows = [&](int64_t j) {
     Vec4 v0, v1, v2, v3;
     __builtin_memcpy(&v0, lane[0] + j, sizeof v0);
     __builtin_memcpy(&v1, lane[1] + j, sizeof v1);
@@ -57,6 +57,16 @@ inline void transpose_four_lanes(const float* const lane[4], int64_t count, int6
     __builtin_memcpy(dst + (j + 1) * width, &w1, sizeof w1);
     __builtin_memcpy(dst + (j + 2) * width, &w2, sizeof w2);
     __builtin_memcpy(dst + (j + 3) * width, &w3, sizeof w3);
+  };
+  int64_t j = 0;
+  for (; j + 4 <= count; j += 4) four_rows(j);
+  if (j == count) return;
+  // The last rows: the four ending at count where there are four (rows written twice get the
+  // same floats; nothing outside the runs is read), else one by one. A 3-channel layer's kernel
+  // row is a 15-float run: its last three rows had been a scalar copy each.
+  if (count >= 4) {
+    four_rows(count - 4);
+    return;
   }
   for (; j < count; ++j) {
     for (int i = 0; i < 4; ++i) dst[j * width + i] = lane[i][j];
