@@ -65,16 +65,18 @@ struct LaneStores {
   __mmask16 mask[kMostStores] = {};
 };
 
-LaneStores lane_stores(int64_t first_lane, int64_t lanes, int64_t width, int64_t panel_floats) {
+// The stores of the 16 lanes from `first_lane`, lane `in_panel` of panel `panel`, up to `end`
+// (without a division: one per group cost 11% of 3x3 512@7's backward_data at batch 1).
+inline LaneStores lane_stores(int64_t first_lane, int64_t end, int64_t panel, int64_t in_panel,
+                              int64_t width, int64_t panel_floats) {
   LaneStores stores;
-  const int64_t panels = (lanes + width - 1) / width;
-  const int64_t end = std::min(first_lane + 16, panels * width);
-  for (int64_t lane = first_lane; lane < end;) {
-    const int64_t panel = lane / width, stop = std::min(end, (panel + 1) * width);
+  const int64_t last = std::min(first_lane + 16, end);
+  for (int64_t lane = first_lane; lane < last; ++panel, in_panel = 0) {
+    const int64_t stop = std::min(last, lane + width - in_panel);
     const auto from = static_cast<unsigned>(lane - first_lane);
     const auto to = static_cast<unsigned>(stop - first_lane);
     stores.mask[stores.count] = static_cast<__mmask16>(((1u << to) - 1) & ~((1u << from) - 1));
-    stores.offset[stores.count] = panel * panel_floats + lane % width - (lane - first_lane);
+    stores.offset[stores.count] = panel * panel_floats + in_panel - (lane - first_lane);
     ++stores.count;
     lane = stop;
   }
@@ -91,6 +93,7 @@ CONVGEMM_AVX512 void reverse_row_taps(const float* row, int64_t lanes, int64_t w
   constexpr int kVectors = 2 * TapWindows<T>::kWindows;
   const TapWindows<T>& windows = kTapWindows<T>;
   const int64_t padded = (lanes + width - 1) / width * width;  // up to the last panel's end
+  int64_t panel = 0, in_panel = 0;                             // where lane `first` is
   for (int64_t first = 0; first < padded; first += 16) {
     const int64_t valid = std::clamp<int64_t>(lanes - first, 0, 16) * T;
     __m512 taps[kVectors];
@@ -103,7 +106,7 @@ CONVGEMM_AVX512 void reverse_row_taps(const float* row, int64_t lanes, int64_t w
                     : _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << in_vector) - 1),
                                             address(row, first * T + i * 16));
     }
-    const LaneStores stores = lane_stores(first, lanes, width, panel_floats);
+    const LaneStores stores = lane_stores(first, padded, panel, in_panel, width, panel_floats);
     for (int64_t j = 0; j < run; ++j) {
       const int64_t t = T - 1 - (tap_begin + j);
       __m512 out = _mm512_permutex2var_ps(taps[0], _mm512_load_si512(windows.index[t][0]), taps[1]);
@@ -117,6 +120,7 @@ CONVGEMM_AVX512 void reverse_row_taps(const float* row, int64_t lanes, int64_t w
         _mm512_mask_storeu_ps(address(dst, stores.offset[k] + j * width), stores.mask[k], out);
       }
     }
+    for (in_panel += 16; in_panel >= width; in_panel -= width) ++panel;
   }
 }
 
