@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cassert>
 #include <type_traits>
 
@@ -29,31 +30,37 @@ void backward_weights_block(GemmLibrary gemm, const Conv2dShape& s, const float*
 // Compiled for the widest vectors this CPU runs, as channel_sums_nhwc below (built for the
 // baseline, its eight lanes were four SSE2 pairs: 13% of 1x1 64->256's backward_weights at
 // batch 8 went into this sum).
-[[gnu::target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")]] float channel_sum(
-    const float* t, int64_t batch, int64_t channels, int64_t plane, int64_t channel) {
-  // Eight double accumulators, element i of a plane going to lane i % 8, then the lanes added in
-  // a fixed tree: the same order on every thread and every run, and eight independent chains
-  // the compiler turns into vector adds (one scalar chain ran at a quarter of the memory speed).
-  constexpr int64_t kLanes = 8;
+[[gnu::target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")]] double channel_sum(
+    const float* t, int64_t channels, int64_t plane, int64_t channel, int64_t begin,
+    int64_t steps) {
+  // 32 double lanes: independent chains the compiler turns into vector adds, four AVX-512 ones
+  // side by side (one chain of eight lanes waited on each add's latency; one scalar chain ran
+  // at a quarter of the memory speed).
+  constexpr int64_t kLanes = 32;
   double lanes[kLanes] = {};
-  for (int64_t n = 0; n < batch; ++n) {
+  for (int64_t step = begin, end = begin + steps; step < end;) {
+    const int64_t n = step / plane, p_begin = step % plane;
+    const int64_t p_end = std::min(plane, p_begin + (end - step));
     const float* values = t + (n * channels + channel) * plane;
-    int64_t i = 0;
-    for (; i + kLanes <= plane; i += kLanes) {
-      for (int64_t lane = 0; lane < kLanes; ++lane) lanes[lane] += values[i + lane];
+    int64_t p = p_begin;
+    for (; p < p_end && p % kLanes != 0; ++p) lanes[p % kLanes] += values[p];
+    for (; p + kLanes <= p_end; p += kLanes) {
+      for (int64_t lane = 0; lane < kLanes; ++lane) lanes[lane] += values[p + lane];
     }
-    for (; i < plane; ++i) lanes[i % kLanes] += values[i];
+    for (; p < p_end; ++p) lanes[p % kLanes] += values[p];
+    step += p_end - p_begin;
   }
-  const double sum = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) +
-                     ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
-  return static_cast<float>(sum);
+  for (int64_t half = kLanes / 2; half >= 1; half /= 2) {
+    for (int64_t lane = 0; lane < half; ++lane) lanes[lane] += lanes[lane + half];
+  }
+  return lanes[0];
 }
 
 // The widest vectors this CPU runs (the library is built without -march): the double adds are
 // exact roundings of the same operations in the same order in every clone, so the sums do not
 // depend on the CPU.
 [[gnu::target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")]] void channel_sums_nhwc(
-    const float* t, int64_t rows, int64_t channels, int64_t begin, int64_t count, float* sums) {
+    const float* t, int64_t rows, int64_t channels, int64_t begin, int64_t count, double* sums) {
   // One double chain per channel over the rows in order, the channels side by side (vector adds
   // across channels): the same order whatever range a channel is summed in. A whole range has
   // a fixed count, so its chains stay in registers.
@@ -70,7 +77,7 @@ void backward_weights_block(GemmLibrary gemm, const Conv2dShape& s, const float*
   } else {
     add_rows(count);
   }
-  for (int64_t c = 0; c < count; ++c) sums[c] = static_cast<float>(lanes[c]);
+  for (int64_t c = 0; c < count; ++c) sums[c] = lanes[c];
 }
 
 }  // namespace convgemm::detail

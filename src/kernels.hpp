@@ -59,14 +59,17 @@ void backward_weights_block(GemmLibrary gemm, const Conv2dShape& shape, const fl
                             const float* dy_group, const ColumnBlock& block, int64_t m_begin,
                             int64_t m_end, float beta, float* dw_group, float* scratch);
 
-// Sum of t[n, channel, :] over n and the plane in double, in one fixed order (eight interleaved
-// lanes, then a fixed tree) whatever the thread.
-float channel_sum(const float* t, int64_t batch, int64_t channels, int64_t plane, int64_t channel);
-// The same for channels [begin, begin + count) of t [rows, channels] (nhwc: rows = N * plane),
-// count <= kChannelsPerSum, into sums[0, count).
+// Sum of t[n, channel, p] over the steps s = n * plane + p in [begin, begin + steps), in double
+// and in one fixed order whatever the thread: element p goes to lane p % 32, each lane adds in
+// step order, then the lanes are added in a fixed tree. Steps 0 to batch * plane give the bias
+// gradient; a chunk of them, a piece of it (packed backward_weights adds the pieces in order).
+double channel_sum(const float* t, int64_t channels, int64_t plane, int64_t channel, int64_t begin,
+                   int64_t steps);
+// The same for channels [begin, begin + count) of t [rows, channels] (nhwc: rows are positions),
+// count <= kChannelsPerSum, into sums[0, count): one chain per channel over the rows in order.
 inline constexpr int64_t kChannelsPerSum = 64;
 void channel_sums_nhwc(const float* t, int64_t rows, int64_t channels, int64_t begin, int64_t count,
-                       float* sums);
+                       double* sums);
 
 }  // namespace convgemm::detail
 

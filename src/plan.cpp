@@ -494,8 +494,10 @@ void Plan::backward_weights(const float* x, const float* dy, float* dw, float* d
     if (packed_.weight_chunks > 1) packed_weights_of_ = nullptr;  // its partials take their place
     const auto pass =
         s.layout == Layout::nhwc ? packed_backward_weights_nhwc : packed_backward_weights;
-    pass(s, *kernel_, packed_, pool_, x, dy, dw, accumulate, packed_workspace());
-    if (dbias != nullptr) sum_channels(dy, O, P, dbias, accumulate);
+    const bool chunked = packed_.weight_chunks > 1;  // (then the chunks' tasks sum db too)
+    pass(s, *kernel_, packed_, pool_, x, dy, dw, chunked ? dbias : nullptr, accumulate,
+         packed_workspace());
+    if (dbias != nullptr && !chunked) sum_channels(dy, O, P, dbias, accumulate);
     return;
   }
   const SingleThreadedBlas single_threaded;  // the explicit path's GEMMs run inside tasks
@@ -563,15 +565,18 @@ void Plan::sum_channels(const float* t, int64_t channels, int64_t plane, float* 
     pool_.run(ranges, [&](int64_t range, int) {
       const int64_t begin = range * kChannelsPerSum;
       const int64_t count = std::min(kChannelsPerSum, channels - begin);
-      float range_sums[kChannelsPerSum];
+      double range_sums[kChannelsPerSum];
       channel_sums_nhwc(t, shape_.batch * plane, channels, begin, count, range_sums);
-      for (int64_t c = 0; c < count; ++c)
-        sums[begin + c] = accumulate ? sums[begin + c] + range_sums[c] : range_sums[c];
+      for (int64_t c = 0; c < count; ++c) {
+        const auto sum = static_cast<float>(range_sums[c]);
+        sums[begin + c] = accumulate ? sums[begin + c] + sum : sum;
+      }
     });
     return;
   }
   pool_.run(channels, [&](int64_t channel, int) {
-    const float sum = channel_sum(t, shape_.batch, channels, plane, channel);
+    const auto sum =
+        static_cast<float>(channel_sum(t, channels, plane, channel, 0, shape_.batch * plane));
     sums[channel] = accumulate ? sums[channel] + sum : sum;
   });
 }

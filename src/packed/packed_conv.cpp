@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "../im2col.hpp"
+#include "../kernels.hpp"
 #include "bias_write_back.hpp"
 #include "convgemm/detail/check.hpp"
 #include "flipped_filter.hpp"
@@ -180,7 +181,7 @@ PackedBlocking choose_packed_blocking(const Conv2dShape& s, const MicroKernel& k
     if (b.data_as_forward) return G * prepacked_floats(group_inputs, M * T, weight_width);
     return G * b.channel_ranges * prepacked_floats(b.channels_per_range * T, M, weight_width);
   };
-  const int64_t weight_partials = (b.weight_chunks - 1) * G * M * K;
+  const int64_t weight_partials = weight_partial_floats(s, b.weight_chunks);
   const auto size_weights = [&] {
     b.packed_weight_floats = round_up(
         std::max({G * prepacked_floats(M, K, weight_width), data_weight_floats(), weight_partials}),
@@ -432,7 +433,8 @@ void packed_backward_data(const Conv2dShape& s, const MicroKernel& kernel, const
 
 void packed_backward_weights(const Conv2dShape& s, const MicroKernel& kernel,
                              const PackedBlocking& b, WorkerPool& pool, const float* x,
-                             const float* dy, float* dw, bool accumulate, float* workspace) {
+                             const float* dy, float* dw, float* db, bool accumulate,
+                             float* workspace) {
   const int64_t G = s.groups, M = s.gemm_m(), P = s.gemm_p();
   const int64_t C = s.in_channels, O = s.out_channels, HW = s.in_height * s.in_width;
   weight_gradient_tasks(
@@ -442,7 +444,10 @@ void packed_backward_weights(const Conv2dShape& s, const MicroKernel& kernel,
             LanesAcrossRows{dy + g * M * P, P, /*per_image=*/P, /*image_stride=*/O * P},
             ImageRows{&s, x + g * (C / G) * HW}};
       },
-      dw, accumulate, workspace);
+      [&](int64_t g, int64_t begin, int64_t steps, double* sums) {
+        for (int64_t m = 0; m < M; ++m) sums[m] = channel_sum(dy, O, P, g * M + m, begin, steps);
+      },
+      dw, db, accumulate, workspace);
 }
 
 std::string describe_packed(const MicroKernel& kernel) {

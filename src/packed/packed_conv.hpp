@@ -81,6 +81,8 @@ struct PackedBlocking {
   // each packing only its own steps of both operands; chunk 0 sums into dw, the others into
   // partial dWs, then added to dw in chunk order. The chunks are a rule on the shape alone.
   int64_t weight_chunks = 1, weight_chunk_steps = 0;
+  // With chunks, each chunk's task also sums its steps of dY per output channel (the bias
+  // gradient's piece, while that dY is in cache) into chunk_bias_sums, added in chunk order.
   PackBlocks blocks{1, 1};  // lanes per packed block (bits do not depend on them)
   // The packed weights, shared by the tasks of one call: forward's W (lanes output channels),
   // or backward_data's W^T (lanes X_col rows), packed per channel range so that each range
@@ -98,6 +100,19 @@ PackedBlocking choose_packed_blocking(const Conv2dShape& shape, const MicroKerne
                                       int& slots, std::size_t buffer_bytes_cap,
                                       std::size_t workspace_limit);
 
+// backward_weights' chunk partials at the workspace's start: the partial dWs of chunks 1 to
+// chunks - 1 (G * M * K floats each), then every chunk's bias sums (G * M doubles each).
+inline int64_t weight_partial_dw_floats(const Conv2dShape& s, int64_t chunks) {
+  constexpr int64_t kAlignFloats = kPackedPanelAlignment / sizeof(float);
+  const int64_t floats = (chunks - 1) * s.groups * s.gemm_m() * s.gemm_k();
+  return (floats + kAlignFloats - 1) / kAlignFloats * kAlignFloats;
+}
+inline int64_t weight_partial_floats(const Conv2dShape& s, int64_t chunks) {
+  if (chunks <= 1) return 0;
+  return weight_partial_dw_floats(s, chunks) +
+         chunks * s.groups * s.gemm_m() * static_cast<int64_t>(sizeof(double) / sizeof(float));
+}
+
 // A worker's share of the workspace (below): its row and column packing buffers and its block.
 struct SlotBuffers {
   float *rows, *cols, *data_block;
@@ -109,7 +124,8 @@ inline constexpr auto kNoWriteBack = [](int64_t, int64_t, int64_t, int64_t) {};
 
 // The passes. `workspace` holds packed_weight_floats, then slot_floats per slot (64-byte
 // aligned, slot_floats a multiple of 16). Pointers as in plan.hpp; accumulate adds to y / dx /
-// dw instead of overwriting.
+// dw (and db) instead of overwriting. backward_weights computes db (when not null) only where
+// the blocking chunks its reduction (weight_chunks > 1); the caller sums it otherwise.
 // What forward does with the filter: `per_call`, pack it for this call (into the workspace, or
 // in the tasks where ForwardSplit says so); `keep`, pack it into the workspace, where the next
 // call finds it (constant weights); `packed`, it is there already.
@@ -122,7 +138,8 @@ void packed_backward_data(const Conv2dShape& shape, const MicroKernel& kernel,
                           const float* w, float* dx, bool accumulate, float* workspace);
 void packed_backward_weights(const Conv2dShape& shape, const MicroKernel& kernel,
                              const PackedBlocking& b, WorkerPool& pool, const float* x,
-                             const float* dy, float* dw, bool accumulate, float* workspace);
+                             const float* dy, float* dw, float* db, bool accumulate,
+                             float* workspace);
 
 // The same passes on nhwc tensors (packed_conv_nhwc.cpp), with the same blocking, workspace
 // and contract. The GEMM view is transposed (Y [P x O] = X_col^T * W^T, dX_col^T = dY^T * W)
@@ -136,7 +153,8 @@ void packed_backward_data_nhwc(const Conv2dShape& shape, const MicroKernel& kern
                                const float* w, float* dx, bool accumulate, float* workspace);
 void packed_backward_weights_nhwc(const Conv2dShape& shape, const MicroKernel& kernel,
                                   const PackedBlocking& b, WorkerPool& pool, const float* x,
-                                  const float* dy, float* dw, bool accumulate, float* workspace);
+                                  const float* dy, float* dw, float* db, bool accumulate,
+                                  float* workspace);
 
 // "packed(skx 32x12, tile rows = positions)" and the like, for describe().
 std::string describe_packed(const MicroKernel& kernel);

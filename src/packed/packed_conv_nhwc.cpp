@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "../kernels.hpp"
 #include "bias_write_back.hpp"
 #include "convgemm/detail/check.hpp"
 #include "flipped_filter.hpp"
@@ -211,8 +212,9 @@ void packed_backward_data_nhwc(const Conv2dShape& s, const MicroKernel& kernel,
 
 void packed_backward_weights_nhwc(const Conv2dShape& s, const MicroKernel& kernel,
                                   const PackedBlocking& b, WorkerPool& pool, const float* x,
-                                  const float* dy, float* dw, bool accumulate, float* workspace) {
-  const int64_t M = s.gemm_m(), group_channels = s.in_channels / s.groups;
+                                  const float* dy, float* dw, float* db, bool accumulate,
+                                  float* workspace) {
+  const int64_t M = s.gemm_m(), O = s.out_channels, group_channels = s.in_channels / s.groups;
   // dY_g^T: lane m of step n * P + p is dy[(n * P + p) * O + g * M + m].
   weight_gradient_tasks(
       s, kernel, b, pool,
@@ -220,7 +222,13 @@ void packed_backward_weights_nhwc(const Conv2dShape& s, const MicroKernel& kerne
         return std::pair{LanesAlongRows{dy + g * M, s.out_channels},
                          NhwcImageRows{&s, x + g * group_channels}};
       },
-      dw, accumulate, workspace);
+      [&](int64_t g, int64_t begin, int64_t steps, double* sums) {
+        for (int64_t m = 0; m < M; m += kChannelsPerSum) {
+          channel_sums_nhwc(dy + begin * O, steps, O, g * M + m, std::min(kChannelsPerSum, M - m),
+                            sums + m);
+        }
+      },
+      dw, db, accumulate, workspace);
 }
 
 }  // namespace convgemm::detail
