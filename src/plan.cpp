@@ -319,9 +319,12 @@ std::string Plan::describe() const {
   if (blocking_.depthwise && shape_.layout == Layout::nhwc) return "depthwise direct kernels, nhwc";
   if (blocking_.depthwise) return "depthwise direct kernels";
   if (runs_packed()) {
+    const bool data_rows = packed_.data_as_forward && packed_.data_forward.outputs_on_rows;
     return describe_packed(*kernel_) + ", " + to_string(shape_.layout) +
            (packed_.data_as_forward ? ", backward_data as a forward convolution (flipped filter)"
-                                    : "");
+                                    : "") +
+           (packed_.forward.outputs_on_rows ? ", forward tiles' rows = output channels" : "") +
+           (data_rows ? ", backward_data tiles' rows = input channels" : "");
   }
   const auto name = [](GemmLibrary library) {
     return library == GemmLibrary::onednn ? std::string("onednn") : std::string("openblas");

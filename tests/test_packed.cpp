@@ -176,6 +176,36 @@ TEST_P(Packed, PlansSayTheyRunOnTheKernel) {
       GetParam() == Layout::nchw ? "depthwise direct kernels" : "depthwise direct kernels, nhwc");
 }
 
+// nchw forward on a kernel that prefers columns puts the output channels on the tile rows where
+// the positions would fill them badly (7x7 = 49 positions: two 32-row panels, 77% used), and
+// positions where they fill them (56x56); the results are the same bits either way (the
+// invariance tests below run both orientations through one image and its batch).
+// (nhwc's tiles have the output channels on their rows already: Y is [P x O].)
+TEST_P(Packed, SmallImagesPutOutputChannelsOnTheTileRows) {
+  if (kernel().prefers_rows) {
+    GTEST_SKIP() << "kernel " << kernel().name << " has the output channels on its rows already";
+  }
+  Conv2dShape s{.batch = 1,
+                .in_channels = 64,
+                .in_height = 7,
+                .in_width = 7,
+                .out_channels = 512,
+                .kernel_height = 3,
+                .kernel_width = 3,
+                .pad_top = 1,
+                .pad_bottom = 1,
+                .pad_left = 1,
+                .pad_right = 1,
+                .layout = GetParam()};
+  const std::string on_rows = "forward tiles' rows = output channels";
+  const bool nchw = GetParam() == Layout::nchw;
+  EXPECT_EQ(Conv2d(s, {.gemm_backend = kPacked}).describe().find(on_rows) != std::string::npos,
+            nchw);
+  s.in_height = s.in_width = 56;
+  s.out_channels = 64;
+  EXPECT_EQ(Conv2d(s, {.gemm_backend = kPacked}).describe().find(on_rows), std::string::npos);
+}
+
 TEST_P(Packed, MatchesNaiveOnRandomShapes) {
   std::mt19937_64 rng(test::test_seed());
   for (int i = 0; i < 150; ++i) {

@@ -179,7 +179,7 @@ TEST(ImageColumnPanels, ManyRunsTimesManyTapsAreGatheredInBlocksOfTaps) {
       std::vector<float> x(static_cast<size_t>(s.batch * s.in_channels * s.in_height * s.in_width));
       for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(i + 1);
       const int64_t lanes = s.batch * s.gemm_p(), K = s.gemm_k();
-      for (const int64_t width : {16, 32, 64}) {
+      for (const int64_t width : {12, 16, 32, 64}) {
         for (const auto& [step, steps] : {std::pair<int64_t, int64_t>{0, K}, {5, K - 13}}) {
           const detail::ImageColumns op{&s, x.data(), 0};
           const std::string what = s.to_string() + " step " + std::to_string(step) + " steps " +

@@ -65,10 +65,14 @@ CONVGEMM_AVX512 inline __m512 load_every_second(__m512 into, __mmask16 mask, con
   return _mm512_mask_mov_ps(into, mask, _mm512_permutex2var_ps(a, even, b));
 }
 
-template <int64_t Vectors, int64_t Stride>
+template <int64_t Width, int64_t Stride>
 CONVGEMM_AVX512 void gather_columns(const ImageColumns& op, int64_t first, int64_t lanes,
                                     int64_t step, int64_t steps, float* buffer) {
-  constexpr int64_t width = Vectors * kVectorLanes;
+  constexpr int64_t width = Width, Vectors = (Width + kVectorLanes - 1) / kVectorLanes;
+  // (A width of 12, the columns' panels of a kernel that prefers columns, stores 12 of the
+  // last vector's lanes.)
+  constexpr auto last_lanes =
+      static_cast<__mmask16>((1u << (Width - (Vectors - 1) * kVectorLanes)) - 1);
   const Conv2dShape& s = *op.shape;
   const int64_t KH = s.kernel_height, KW = s.kernel_width, H = s.in_height, W = s.in_width;
   const int64_t OW = s.out_width(), P = s.gemm_p(), image_stride = s.in_channels * H * W;
@@ -155,7 +159,10 @@ CONVGEMM_AVX512 void gather_columns(const ImageColumns& op, int64_t first, int64
               }
             }
             float* out = buffer + (group + panel) * panel_floats + t * width;
-            for (int64_t v = 0; v < Vectors; ++v) _mm512_storeu_ps(out + v * kVectorLanes, row[v]);
+            for (int64_t v = 0; v + 1 < Vectors; ++v) {
+              _mm512_storeu_ps(out + v * kVectorLanes, row[v]);
+            }
+            _mm512_mask_storeu_ps(out + (Vectors - 1) * kVectorLanes, last_lanes, row[Vectors - 1]);
           }
         }
       }
@@ -166,15 +173,17 @@ CONVGEMM_AVX512 void gather_columns(const ImageColumns& op, int64_t first, int64
 template <int64_t Stride>
 void gather_columns_with_stride(const ImageColumns& op, int64_t first, int64_t lanes, int64_t step,
                                 int64_t steps, int64_t width, float* buffer) {
-  switch (width / kVectorLanes) {
-    case 1:
-      return gather_columns<1, Stride>(op, first, lanes, step, steps, buffer);
-    case 2:
-      return gather_columns<2, Stride>(op, first, lanes, step, steps, buffer);
-    case 3:
-      return gather_columns<3, Stride>(op, first, lanes, step, steps, buffer);
+  switch (width) {
+    case 12:
+      return gather_columns<12, Stride>(op, first, lanes, step, steps, buffer);
+    case 16:
+      return gather_columns<16, Stride>(op, first, lanes, step, steps, buffer);
+    case 32:
+      return gather_columns<32, Stride>(op, first, lanes, step, steps, buffer);
+    case 48:
+      return gather_columns<48, Stride>(op, first, lanes, step, steps, buffer);
     default:
-      return gather_columns<4, Stride>(op, first, lanes, step, steps, buffer);
+      return gather_columns<64, Stride>(op, first, lanes, step, steps, buffer);
   }
 }
 
@@ -357,7 +366,9 @@ bool avx512_gathers_take(int64_t width, int64_t stride) {
 bool pack_image_columns_avx512(const ImageColumns& op, int64_t first, int64_t lanes, int64_t step,
                                int64_t steps, int64_t width, float* buffer) {
   const int64_t stride = op.shape->stride_width;
-  if (!avx512_gathers_take(width, stride)) return false;
+  if (!avx512_gathers_take(width, stride) && !(width == 12 && avx512_gathers_take(16, stride))) {
+    return false;
+  }
   if (stride == 1) {
     gather_columns_with_stride<1>(op, first, lanes, step, steps, width, buffer);
   } else {

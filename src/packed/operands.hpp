@@ -66,8 +66,8 @@ struct ImageColumns {
 };
 // ImageColumns::panels's two forms, named for the tests that compare each with X_col: the
 // portable gather, and one in AVX-512 masked loads (image_gathers_avx512.cpp) for panel widths
-// that are multiples of 16 at column stride 1 or 2, which writes nothing and returns false where
-// the CPU or the case has no such form. Both write the same floats.
+// that are multiples of 16, or 12, at column stride 1 or 2, which writes nothing and returns
+// false where the CPU or the case has no such form. Both write the same floats.
 void pack_image_columns_portable(const ImageColumns& op, int64_t first, int64_t lanes, int64_t step,
                                  int64_t steps, int64_t width, float* buffer);
 bool pack_image_columns_avx512(const ImageColumns& op, int64_t first, int64_t lanes, int64_t step,

@@ -56,14 +56,26 @@ int64_t lanes_per_range(int64_t lanes, int64_t parts, int64_t width) {
   return round_up(ceil_div(lanes, std::max<int64_t>(parts, 1)), width);
 }
 
+// Whether forward's output channels should be the tile rows (ForwardSplit): the share of the
+// lanes the tiles compute, the rows' panels counted whole and the columns' by their lanes (an
+// edge tile computes only its columns), at least kOutputRowsGain times that of positions on rows.
+constexpr double kOutputRowsGain = 1.1;
+bool outputs_on_tile_rows(const MicroKernel& kernel, int64_t positions, int64_t outputs) {
+  if (kernel.prefers_rows) return false;  // (its rows are the outputs' already)
+  const auto filled = [](int64_t lanes, int64_t width) {
+    return static_cast<double>(lanes) / static_cast<double>(round_up(lanes, width));
+  };
+  return filled(outputs, kernel.mr) >
+         kOutputRowsGain * filled(positions, kernel.mr) * filled(outputs, kernel.nr);
+}
+
 // forward's split for `slots` workers: small images side by side (as many per group as spread
-// the batch evenly), then about equal ranges of positions (`width` their panel width), as many
-// as keep kMinRangePanels panels each, and the rest of the tasks over ranges of output channels
-// (`weight_width` the filter's panel width). Where the tasks are few, their count is made a
-// multiple of the workers: three equal tasks on two workers ran 3x3 512@7 at batch 8 on two
-// threads at 1.34x one thread.
-ForwardSplit split_forward(const Conv2dShape& s, int64_t slots, int64_t width,
-                           int64_t weight_width) {
+// the batch evenly), the tiles' orientation, then about equal ranges of positions (in panels of
+// their width), as many as keep kMinRangePanels panels each, and the rest of the tasks over
+// ranges of output channels (in the filter's panels). Where the tasks are few, their count is
+// made a multiple of the workers: three equal tasks on two workers ran 3x3 512@7 at batch 8 on
+// two threads at 1.34x one thread.
+ForwardSplit split_forward(const Conv2dShape& s, int64_t slots, const MicroKernel& kernel) {
   const int64_t N = s.batch, G = s.groups, M = s.gemm_m(), P = s.gemm_p();
   const int64_t wanted = kTasksPerSlot * slots;
   ForwardSplit split;
@@ -72,6 +84,14 @@ ForwardSplit split_forward(const Conv2dShape& s, int64_t slots, int64_t width,
     split.images = ceil_div(N, ceil_div(N, most));
   }
   const int64_t lanes = split.images * P, image_groups = ceil_div(N, split.images);
+  // nhwc transposes the GEMM view: its weights are B already.
+  const bool nhwc = s.layout == Layout::nhwc;
+  split.outputs_on_rows =
+      !nhwc && P <= kSmallImagePositions && outputs_on_tile_rows(kernel, lanes, M);
+  const int64_t width = split.outputs_on_rows ? a_panel_width(kernel) : b_panel_width(kernel);
+  const int64_t weight_width =
+      nhwc || split.outputs_on_rows ? b_panel_width(kernel) : a_panel_width(kernel);
+  split.filter_width = weight_width;
   const int64_t parts = ceil_div(wanted, image_groups * G);
   int64_t position_ranges =
       std::clamp<int64_t>(parts, 1, std::max<int64_t>(1, ceil_div(lanes, width) / kMinRangePanels));
@@ -120,11 +140,10 @@ PackedBlocking choose_packed_blocking(const Conv2dShape& s, const MicroKernel& k
   const int64_t wanted = kTasksPerSlot * std::max(slots, 1);
   PackedBlocking b;
 
-  b.forward = split_forward(s, std::max(slots, 1), wb, weight_width);
+  b.forward = split_forward(s, std::max(slots, 1), kernel);
   b.data_as_forward = data_gradient_is_a_forward(s);
   if (b.data_as_forward) {
-    b.data_forward =
-        split_forward(data_gradient_forward_shape(s), std::max(slots, 1), wb, weight_width);
+    b.data_forward = split_forward(data_gradient_forward_shape(s), std::max(slots, 1), kernel);
   }
 
   const int64_t group_inputs = s.in_channels / G;
@@ -154,12 +173,14 @@ PackedBlocking choose_packed_blocking(const Conv2dShape& s, const MicroKernel& k
   const PassLanes data = b.data_as_forward
                              ? PassLanes{group_inputs, b.data_forward.positions_per_range}
                              : PassLanes{b.channels_per_range * T, data_block_columns(b, OW, P)};
-  const PassLanes passes[] = {nhwc ? PassLanes{forward.cols, forward.rows} : forward,
-                              nhwc ? PassLanes{data.cols, data.rows} : data,
-                              b.weight_chunks > 1 ? PassLanes{M, K}
-                              : b.weight_ranges_of_outputs
-                                  ? PassLanes{b.weight_lanes_per_range, K}
-                                  : PassLanes{M, b.weight_lanes_per_range}};
+  // (In the A * B view the filter is B where nhwc or the outputs are the tile rows.)
+  const bool data_swapped = nhwc || (b.data_as_forward && b.data_forward.outputs_on_rows);
+  const PassLanes passes[] = {
+      nhwc || b.forward.outputs_on_rows ? PassLanes{forward.cols, forward.rows} : forward,
+      data_swapped ? PassLanes{data.cols, data.rows} : data,
+      b.weight_chunks > 1          ? PassLanes{M, K}
+      : b.weight_ranges_of_outputs ? PassLanes{b.weight_lanes_per_range, K}
+                                   : PassLanes{M, b.weight_lanes_per_range}};
   int64_t mc = kernel.mr, nc = kernel.nr;
   for (const PassLanes& lanes : passes) {
     const int64_t kernel_rows = kernel.prefers_rows ? lanes.rows : lanes.cols;
@@ -178,14 +199,16 @@ PackedBlocking choose_packed_blocking(const Conv2dShape& s, const MicroKernel& k
   }
 
   const auto data_weight_floats = [&] {
-    if (b.data_as_forward) return G * prepacked_floats(group_inputs, M * T, weight_width);
+    if (b.data_as_forward) {
+      return G * prepacked_floats(group_inputs, M * T, b.data_forward.filter_width);
+    }
     return G * b.channel_ranges * prepacked_floats(b.channels_per_range * T, M, weight_width);
   };
   const int64_t weight_partials = weight_partial_floats(s, b.weight_chunks);
   const auto size_weights = [&] {
-    b.packed_weight_floats = round_up(
-        std::max({G * prepacked_floats(M, K, weight_width), data_weight_floats(), weight_partials}),
-        kAlignFloats);
+    b.packed_weight_floats = round_up(std::max({G * prepacked_floats(M, K, b.forward.filter_width),
+                                                data_weight_floats(), weight_partials}),
+                                      kAlignFloats);
   };
   size_weights();
   const auto size_slots = [&] {
@@ -194,7 +217,8 @@ PackedBlocking choose_packed_blocking(const Conv2dShape& s, const MicroKernel& k
     b.col_buffer_floats = round_up(kernel.kc * nc, kAlignFloats);
     // (nhwc writes y in place: its positions are uniformly strided across images)
     const auto forward_block = [&](const ForwardSplit& split, int64_t outputs) {
-      return !nhwc && split.images > 1 ? outputs * split.positions_per_range : 0;
+      const bool blocked = !nhwc && (split.images > 1 || split.outputs_on_rows);
+      return blocked ? outputs * split.positions_per_range : 0;
     };
     const int64_t data_block = b.data_as_forward
                                    ? forward_block(b.data_forward, group_inputs)
@@ -258,7 +282,7 @@ void forward_tasks(const Conv2dShape& s, const MicroKernel& kernel, const Forwar
     const ImageColumns columns{&s, x + (n * C + g * (C / G)) * HW, lane_begin};
     const float* bias_group = bias != nullptr ? bias + g * M : nullptr;
     const SlotBuffers buffers = slot_buffers(b, workspace, slot);
-    if (images == 1) {
+    if (images == 1 && !split.outputs_on_rows) {
       float* y_group = y + (n * O + g * M) * P;
       // The bias joins each tile right after its last reduction block, while it is in cache.
       auto add_bias = [&](int64_t row, int64_t rows, int64_t col, int64_t cols) {
@@ -270,34 +294,43 @@ void forward_tasks(const Conv2dShape& s, const MicroKernel& kernel, const Forwar
                   buffers.cols, add_bias);
       return;
     }
-    // Several images: the range's tiles into the block buffer [M x range], then to y. Each
-    // element sees the operations it would see in y directly (the buffer starts as y's values
-    // when accumulating; the bias comes last).
+    // Several images, or the outputs on the tile rows: the range's tiles into the block buffer,
+    // as Y [M x range] or as Y^T [range x M], then to y. Each element sees the operations it
+    // would see in y directly (the buffer starts as y's values when accumulating; the bias comes
+    // last). Entry (lane, m) is at block + (lane - lane_begin) * lane_step + m * output_step.
     const int64_t ld = lane_end - lane_begin;
+    const int64_t lane_step = split.outputs_on_rows ? M : 1;
+    const int64_t output_step = split.outputs_on_rows ? 1 : ld;
     float* block = buffers.data_block;
-    auto for_each_lane = [&](auto&& visit) {  // visit(buffer entry, y entry, bias)
+    auto for_each_run = [&](auto&& visit) {  // visit(block entry, y entry, run, m)
       for (int64_t lane = lane_begin; lane < lane_end;) {
         const int64_t image = lane / P, p = lane % P, run = std::min(P - p, lane_end - lane);
         for (int64_t m = m_begin; m < m_end; ++m) {
           float* y_row = y + ((n + image) * O + g * M + m) * P + p;
-          visit(block + m * ld + (lane - lane_begin), y_row, run, m);
+          visit(block + (lane - lane_begin) * lane_step + m * output_step, y_row, run, m);
         }
         lane += run;
       }
     };
     if (accumulate) {
-      for_each_lane([](float* entry, float* y_row, int64_t run, int64_t) {
-        std::copy(y_row, y_row + run, entry);
+      for_each_run([&](float* entry, const float* y_row, int64_t run, int64_t) {
+        for (int64_t j = 0; j < run; ++j) entry[j * lane_step] = y_row[j];
       });
     }
-    packed_gemm(kernel, K, weights, columns, GemmOutput{block, ld, 1, !accumulate},
-                GemmRange{m_begin, m_end, 0, ld}, b.blocks, buffers.rows, buffers.cols,
-                kNoWriteBack);
-    for_each_lane([&](float* entry, float* y_row, int64_t run, int64_t m) {
+    if (split.outputs_on_rows) {
+      packed_gemm(kernel, K, columns, weights, GemmOutput{block, M, 1, !accumulate},
+                  GemmRange{0, ld, m_begin, m_end}, b.blocks, buffers.rows, buffers.cols,
+                  kNoWriteBack);
+    } else {
+      packed_gemm(kernel, K, weights, columns, GemmOutput{block, ld, 1, !accumulate},
+                  GemmRange{m_begin, m_end, 0, ld}, b.blocks, buffers.rows, buffers.cols,
+                  kNoWriteBack);
+    }
+    for_each_run([&](const float* entry, float* y_row, int64_t run, int64_t m) {
       if (bias_group == nullptr) {
-        std::copy(entry, entry + run, y_row);
+        for (int64_t j = 0; j < run; ++j) y_row[j] = entry[j * lane_step];
       } else {
-        for (int64_t j = 0; j < run; ++j) y_row[j] = entry[j] + bias_group[m];
+        for (int64_t j = 0; j < run; ++j) y_row[j] = entry[j * lane_step] + bias_group[m];
       }
     });
   });
@@ -310,7 +343,7 @@ void packed_forward(const Conv2dShape& s, const MicroKernel& kernel, const Packe
                     bool accumulate, FilterPacking packing, float* workspace) {
   with_filter(
       s, kernel, pool, packing == FilterPacking::per_call && b.forward.filter_in_tasks,
-      packing == FilterPacking::packed, a_panel_width(kernel),
+      packing == FilterPacking::packed, b.forward.filter_width,
       [&](int64_t g) { return filter_rows(s, w, g); }, workspace,
       [&](const auto& filter_of) {
         forward_tasks(s, kernel, b.forward, b, pool, filter_of, x, bias, y, accumulate, workspace);
@@ -326,7 +359,8 @@ void packed_backward_data(const Conv2dShape& s, const MicroKernel& kernel, const
   if (b.data_as_forward) {
     const Conv2dShape as_forward = data_gradient_forward_shape(s);
     with_filter(
-        as_forward, kernel, pool, b.data_forward.filter_in_tasks, false, a_panel_width(kernel),
+        as_forward, kernel, pool, b.data_forward.filter_in_tasks, false,
+        b.data_forward.filter_width,
         [&](int64_t g) {
           return FlippedFilter{&s, w + g * M * K};
         },

@@ -51,11 +51,19 @@ struct EvenRanges {
 // positions make too few ranges (small images); when one range covers every position of the
 // call, each task packs its own output channels' filter rows itself (filter_in_tasks), which
 // reads the filter once instead of writing and rereading a packed copy (9.4 MB at 3x3 512).
+// Tiles: on a kernel that prefers columns, nchw's positions are the tile rows (Y's contiguous
+// side, as C's columns must be) unless outputs_on_rows: then the output channels are, the tiles
+// land in the slot's block as Y^T [positions x outputs] and go to y from there. Chosen where the
+// positions fill the rows' panels much worse than the outputs would (3x3 512@7 at batch 1: 49
+// positions in two 32-row panels; as columns, four 12-wide panels and one lane), a rule on the
+// shape and the kernel; each element's operations are the same either way.
 struct ForwardSplit {
   int64_t images = 1;
   EvenRanges positions, outputs;
   int64_t positions_per_range = 1;  // the longest position range
   bool filter_in_tasks = false;
+  bool outputs_on_rows = false;
+  int64_t filter_width = 1;  // the filter's panel width
 };
 
 // How the packed passes cut their work; chosen once by the plan.

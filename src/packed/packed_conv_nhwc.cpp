@@ -97,7 +97,7 @@ void packed_forward_nhwc(const Conv2dShape& s, const MicroKernel& kernel, const 
                          float* y, bool accumulate, FilterPacking packing, float* workspace) {
   with_filter(
       s, kernel, pool, packing == FilterPacking::per_call && b.forward.filter_in_tasks,
-      packing == FilterPacking::packed, b_panel_width(kernel),
+      packing == FilterPacking::packed, b.forward.filter_width,
       [&](int64_t g) { return filter_rows(s, w, g); }, workspace,
       [&](const auto& filter_of) {
         forward_tasks(s, kernel, b.forward, b, pool, filter_of, x, bias, y, accumulate, workspace);
@@ -114,7 +114,8 @@ void packed_backward_data_nhwc(const Conv2dShape& s, const MicroKernel& kernel,
   if (b.data_as_forward) {
     const Conv2dShape as_forward = data_gradient_forward_shape(s);
     with_filter(
-        as_forward, kernel, pool, b.data_forward.filter_in_tasks, false, b_panel_width(kernel),
+        as_forward, kernel, pool, b.data_forward.filter_in_tasks, false,
+        b.data_forward.filter_width,
         [&](int64_t g) {
           return FlippedFilter{&s, w + g * M * K};
         },
