@@ -25,8 +25,12 @@ constexpr int64_t kMaxVectors = 4;  // panels up to 64 lanes (BLIS's tiles are a
 constexpr int64_t kMaxPanelLanes = kVectorLanes * kMaxVectors;
 constexpr int64_t kGroupPanels = 8;  // panels whose runs are cut once and reused step by step
 constexpr int64_t kCachedTaps = 16;  // kernel columns whose tap ranges are computed once
-constexpr int64_t kPrefetchedChannels = 2;  // how far ahead ImageColumns prefetches a plane
-constexpr int64_t kPrefetchedPanels = 2;    // how far ahead ImageRows prefetches its lanes
+// How far ahead ImageColumns prefetches a plane: channels enough for this many taps' loads, and
+// at least two. One tap a channel (1x1) is little work per channel: two channels ahead had
+// been too close for dY coming from memory (1x1 64->256's backward_data at batch 8).
+constexpr int64_t kPrefetchedTaps = 16;
+constexpr int64_t kMinPrefetchedChannels = 2;
+constexpr int64_t kPrefetchedPanels = 2;  // how far ahead ImageRows prefetches its lanes
 
 // ImageColumns: a panel row of 16·V lanes (positions) is assembled in V registers, one masked
 // load per run of lanes that read one image row, and stored whole; the registers start as zeros.
@@ -134,10 +138,12 @@ CONVGEMM_AVX512 void gather_columns(const ImageColumns& op, int64_t first, int64
         touched_end = std::max(touched_end, loads[l].offset + width * Stride);
       }
       const bool prefetch = touched_end - touched_begin <= H * W;
+      const int64_t channels_ahead =
+          std::max(kMinPrefetchedChannels, ceil_div(kPrefetchedTaps, tap_end - tap_begin));
       for (int64_t c = c_first; c <= c_last; ++c) {
         const float* plane = op.x_group + c * H * W;
-        if (prefetch && c + kPrefetchedChannels <= c_last) {
-          const float* ahead = address(plane, kPrefetchedChannels * H * W);
+        if (prefetch && c + channels_ahead <= c_last) {
+          const float* ahead = address(plane, channels_ahead * H * W);
           for (int64_t at = touched_begin; at < touched_end; at += panel::kFloatsPerLine) {
             _mm_prefetch(reinterpret_cast<const char*>(address(ahead, at)), _MM_HINT_T0);
           }
