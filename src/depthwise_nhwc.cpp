@@ -57,8 +57,9 @@ constexpr int kVectors = 3;
 // never a result.
 inline bool has_wide_registers() { return __builtin_cpu_supports("avx512f"); }
 
-// How far ahead the blocked forms ask for the pixels they will read: the hardware prefetchers
-// miss these strided runs (backward_weights at batch 8 ran at 9 GFLOP/s without, 14 with).
+// How far ahead forward's and backward_data's blocked forms ask for the pixels they will read:
+// the hardware prefetchers miss these strided runs (backward_weights, at this distance then,
+// ran at 9 GFLOP/s without at batch 8, 14 with).
 constexpr int64_t kPrefetchPixels = 8;
 
 // backward_weights reads x and dy from memory at batch 8, farther than kPrefetchPixels covers;
