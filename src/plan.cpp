@@ -279,7 +279,7 @@ Engine choose_engine(const Conv2dShape& shape, const Conv2dOptions& options) {
   engine.blocking.slot_floats = 0;
   engine.blocking.partial_floats = 0;
   engine.packed = choose_packed_blocking(shape, *engine.kernel, threads, options.block_bytes,
-                                         options.workspace_limit);
+                                         options.workspace_limit, options.constant_weights);
   engine.blocking.slots = threads;
   return engine;
 }

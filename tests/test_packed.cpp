@@ -83,9 +83,29 @@ void expect_bitwise_equal(const Results& a, const Results& b) {
   EXPECT_TRUE(test::bitwise_equal(a.dbias, b.dbias)) << "dbias";
 }
 
+// Filters larger than the plan shares between tasks (138K floats: each task packs its own
+// output channels' rows): small images side by side, stride 1 (backward_data as a forward
+// convolution), and stride 2 (backward_data through col2im, W^T packed per task).
+std::vector<Conv2dShape> large_filter_shapes() {
+  Conv2dShape small_images{.batch = 3,
+                           .in_channels = 96,
+                           .in_height = 9,
+                           .in_width = 9,
+                           .out_channels = 160,
+                           .kernel_height = 3,
+                           .kernel_width = 3};
+  small_images.set_padding(1);
+  Conv2dShape strided = small_images;
+  strided.in_height = 20;
+  strided.in_width = 19;
+  strided.stride_height = 2;
+  strided.stride_width = 2;
+  return {small_images, strided};
+}
+
 // Shapes large enough that every pass is cut into several tasks and its reductions into several
 // kc blocks on every kernel (K = 432 > 384, N*P >= 1200, O = 400 for backward_data), plus
-// grouping, striding, dilation and a chunked weight-gradient reduction.
+// grouping, striding, dilation and a chunked weight-gradient reduction, and large filters.
 std::vector<Conv2dShape> split_shapes() {
   Conv2dShape resnet_like{.batch = 3,
                           .in_channels = 48,
@@ -128,7 +148,8 @@ std::vector<Conv2dShape> split_shapes() {
                              .kernel_height = 3,
                              .kernel_width = 3};
   long_reduction.set_padding(1);
-  return {resnet_like, grouped_strided, wide_outputs, long_reduction};
+  const std::vector<Conv2dShape> large = large_filter_shapes();
+  return {resnet_like, grouped_strided, wide_outputs, large[0], large[1], long_reduction};
 }
 
 // BLIS's own choice of kernel goes by CPU model and falls back to its reference code on models
@@ -406,7 +427,7 @@ TEST_P(Packed, BackwardWeightsOfASmallFilterMatchesNaiveInEveryChunkingOfItsRedu
                         .layout = GetParam()};
     SCOPED_TRACE(s.to_string());
     int slots = 2;
-    const auto blocking = detail::choose_packed_blocking(s, kernel(), slots, 0, 0);
+    const auto blocking = detail::choose_packed_blocking(s, kernel(), slots, 0, 0, false);
     chunk_counts.insert(blocking.weight_chunks);
     for (const bool accumulate : {false, true}) {
       const Conv2dOptions options{
@@ -416,6 +437,48 @@ TEST_P(Packed, BackwardWeightsOfASmallFilterMatchesNaiveInEveryChunkingOfItsRedu
     }
   }
   EXPECT_GE(chunk_counts.size(), 3u) << "one chunk, two and more";
+}
+
+TEST_P(Packed, LargeFiltersPackedByTheTasksMatchNaive) {
+  // Tasks that each pack their own filter rows, split to pack least: 1, 2 and 3 workers make
+  // different splits (output ranges, position ranges, both).
+  std::mt19937_64 rng(test::test_seed());
+  for (const Conv2dShape& s : in_layout(large_filter_shapes())) {
+    SCOPED_TRACE(s.to_string());
+    for (const int threads : {1, 2, 3}) {
+      const Conv2dOptions options{.num_threads = threads, .gemm_backend = kPacked};
+      SCOPED_TRACE(test::describe(options));
+      test::expect_forward_matches_naive(s, options, rng, /*with_bias=*/true);
+      test::expect_backward_data_matches_naive(s, options, rng);
+      test::expect_backward_weights_matches_naive(s, options, rng, /*with_bias=*/true);
+    }
+  }
+}
+
+TEST_P(Packed, LargeFiltersAreNotCopiedIntoTheWorkspaceUnlessKept) {
+  // A worker's workspace is its packing buffers: a filter larger than what the tasks share is
+  // packed by each task block by block in cache, not copied whole into the workspace (here
+  // 2.4 MB, more than a worker's buffers), except for constant weights, whose packed copy stays
+  // there for the next call.
+  Conv2dShape s{.batch = 2,
+                .in_channels = 256,
+                .in_height = 14,
+                .in_width = 14,
+                .out_channels = 256,
+                .kernel_height = 3,
+                .kernel_width = 3,
+                .layout = GetParam()};
+  s.set_padding(1);
+  const std::size_t filter_bytes = sizeof(float) * static_cast<std::size_t>(s.weight_elements());
+  for (const int threads : {1, 2, 3}) {
+    SCOPED_TRACE("threads " + std::to_string(threads));
+    const Conv2d plain(s, {.num_threads = threads, .gemm_backend = kPacked});
+    const Conv2d kept(s,
+                      {.num_threads = threads, .gemm_backend = kPacked, .constant_weights = true});
+    EXPECT_LT(plain.workspace_bytes() / static_cast<std::size_t>(plain.num_threads()), filter_bytes)
+        << plain.describe();
+    EXPECT_GE(kept.workspace_bytes(), filter_bytes) << kept.describe();
+  }
 }
 
 TEST_P(Packed, ImageOfABatchGivesTheBitsItGivesAlone) {
@@ -486,7 +549,8 @@ TEST_P(Packed, SameBitsForEveryBlockSizeAndWorkspaceLimitDownToTheSmallest) {
                           .kernel_height = 3,
                           .kernel_width = 3};
   resnet_like.set_padding(1);
-  std::vector<Conv2dShape> shapes = {in_layout(resnet_like), in_layout(split_shapes().back())};
+  std::vector<Conv2dShape> shapes = {in_layout(resnet_like), in_layout(split_shapes().back()),
+                                     in_layout(large_filter_shapes().front())};
   for (int i = 0; i < 6; ++i) shapes.push_back(random_packed_shape(rng, GetParam()));
   for (const Conv2dShape& s : shapes) {
     SCOPED_TRACE(s.to_string());

@@ -1,7 +1,9 @@
 #include "packed_conv.hpp"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
+#include <utility>
 
 #include "../im2col.hpp"
 #include "../kernels.hpp"
@@ -44,6 +46,14 @@ constexpr int64_t kWeightPartialFloats = 256 << 10;
 // packed filter once); where that leaves too few tasks, they split the output channels.
 constexpr int64_t kMinRangePanels = 4;
 
+// A filter is packed once per call into the workspace and shared by the tasks only where the
+// copy is at most kSharedFilterFloats (512 KiB): a larger one would be most of the workspace
+// (9.4 MB for 3x3 512, against 1-2 MiB of packing buffers per worker), so the tasks pack their
+// own output channels' rows block by block in cache instead, and forward splits its work so as
+// to pack least (split_forward). Packing a float costs about what gathering one does, so a
+// task of p positions and m output channels packs (p + m) * K floats for its 2 * p * m * K flops.
+constexpr int64_t kSharedFilterFloats = 128 << 10;
+
 // forward puts several images side by side when one has at most this many positions (14x14),
 // as many as keep the block buffer of M x positions within kForwardBlockFloats (1 MiB).
 constexpr int64_t kSmallImagePositions = 256;
@@ -71,13 +81,47 @@ bool outputs_on_tile_rows(const MicroKernel& kernel, int64_t positions, int64_t 
          kOutputRowsGain * filled(positions, kernel.mr) * filled(outputs, kernel.nr);
 }
 
+// Ranges of positions and of output channels for forward tasks that each pack their own filter
+// rows: `units` (image groups x groups) of `lanes` positions (`width` per panel, at least
+// kMinRangePanels panels per range) and M output channels (`weight_width` per panel). Of the
+// pairs whose task count is a multiple of the workers or at least kTasksPerSlot per worker
+// (at least one per worker where there can be that many), the one that packs least: each task
+// packs its positions and its output channels' filter rows, (ranges_of_positions * M +
+// ranges_of_outputs * lanes) x K floats per unit. 3x3 512@7 at batch 8 on two workers: two
+// output ranges (the filter packed once, the 392 positions twice), not two position ranges.
+std::pair<int64_t, int64_t> fewest_packed_ranges(int64_t units, int64_t lanes, int64_t width,
+                                                 int64_t M, int64_t weight_width, int64_t slots) {
+  const int64_t wanted = kTasksPerSlot * slots;
+  const int64_t most_positions =
+      std::clamp<int64_t>(ceil_div(lanes, width) / kMinRangePanels, 1, wanted);
+  const int64_t most_outputs = std::clamp<int64_t>(ceil_div(M, weight_width), 1, wanted);
+  const int64_t enough = std::min(slots, units * most_positions * most_outputs);
+  std::pair<int64_t, int64_t> best{most_positions, most_outputs};
+  int64_t best_packed = INT64_MAX;
+  for (int64_t positions = 1; positions <= most_positions; ++positions) {
+    for (int64_t outputs = 1; outputs <= most_outputs; ++outputs) {
+      const int64_t tasks = units * positions * outputs;
+      if (tasks < enough || (tasks % slots != 0 && tasks < wanted)) continue;
+      const int64_t packed = positions * M + outputs * lanes;
+      if (packed < best_packed) {
+        best = {positions, outputs};
+        best_packed = packed;
+      }
+    }
+  }
+  return best;
+}
+
 // forward's split for `slots` workers: small images side by side (as many per group as spread
 // the batch evenly), the tiles' orientation, then about equal ranges of positions (in panels of
 // their width), as many as keep kMinRangePanels panels each, and the rest of the tasks over
 // ranges of output channels (in the filter's panels). Where the tasks are few, their count is
 // made a multiple of the workers: three equal tasks on two workers ran 3x3 512@7 at batch 8 on
-// two threads at 1.34x one thread.
-ForwardSplit split_forward(const Conv2dShape& s, int64_t slots, const MicroKernel& kernel) {
+// two threads at 1.34x one thread. A filter that is not shared (`filter_shared` false) is packed
+// by every task for its output channels, so the ranges are instead the balanced pair that packs
+// least (fewest_packed_ranges).
+ForwardSplit split_forward(const Conv2dShape& s, int64_t slots, const MicroKernel& kernel,
+                           bool filter_shared) {
   const int64_t N = s.batch, G = s.groups, M = s.gemm_m(), P = s.gemm_p();
   const int64_t wanted = kTasksPerSlot * slots;
   ForwardSplit split;
@@ -111,10 +155,17 @@ ForwardSplit split_forward(const Conv2dShape& s, int64_t slots, const MicroKerne
   while (!balanced(tasks * output_ranges) && output_ranges < std::min(slots, max_outputs)) {
     ++output_ranges;
   }
+  split.filter_in_tasks = position_ranges == 1 && image_groups == 1;
+  if (!filter_shared) {
+    const auto [positions, outputs] =
+        fewest_packed_ranges(image_groups * G, lanes, width, M, weight_width, slots);
+    position_ranges = positions;
+    output_ranges = outputs;
+    split.filter_in_tasks = true;
+  }
   split.positions = {lanes, width, position_ranges};
   split.outputs = {M, weight_width, output_ranges};
   split.positions_per_range = split.positions.longest();
-  split.filter_in_tasks = position_ranges == 1 && image_groups == 1;
   return split;
 }
 
@@ -132,7 +183,8 @@ int64_t data_block_columns(const PackedBlocking& b, int64_t OW, int64_t P) {
 }
 
 PackedBlocking choose_packed_blocking(const Conv2dShape& s, const MicroKernel& kernel, int& slots,
-                                      std::size_t buffer_bytes_cap, std::size_t workspace_limit) {
+                                      std::size_t buffer_bytes_cap, std::size_t workspace_limit,
+                                      bool keeps_filter) {
   const int64_t N = s.batch, G = s.groups, M = s.gemm_m(), K = s.gemm_k(), P = s.gemm_p();
   const int64_t OH = s.out_height(), OW = s.out_width(), T = s.kernel_height * s.kernel_width;
   const int64_t wa = a_panel_width(kernel), wb = b_panel_width(kernel);
@@ -142,11 +194,14 @@ PackedBlocking choose_packed_blocking(const Conv2dShape& s, const MicroKernel& k
   const int64_t wanted = kTasksPerSlot * std::max(slots, 1);
   PackedBlocking b;
 
-  b.forward = split_forward(s, std::max(slots, 1), kernel);
+  const bool small_filter = G * M * K <= kSharedFilterFloats;
+  b.forward = split_forward(s, std::max(slots, 1), kernel, small_filter || keeps_filter);
   b.data_as_forward = data_gradient_is_a_forward(s);
   if (b.data_as_forward) {
-    b.data_forward = split_forward(data_gradient_forward_shape(s), std::max(slots, 1), kernel);
+    b.data_forward =
+        split_forward(data_gradient_forward_shape(s), std::max(slots, 1), kernel, small_filter);
   }
+  b.data_weights_shared = !b.data_as_forward && N > 1 && small_filter;
 
   const int64_t group_inputs = s.in_channels / G;
   const int64_t by_rows = std::clamp<int64_t>(ceil_div(kDataBlockRows, T), 1, group_inputs);
@@ -200,17 +255,21 @@ PackedBlocking choose_packed_blocking(const Conv2dShape& s, const MicroKernel& k
     nc = std::min(nc, lanes_in_cap(kernel.nr));
   }
 
-  const auto data_weight_floats = [&] {
+  const auto data_weight_floats = [&]() -> int64_t {
     if (b.data_as_forward) {
+      if (b.data_forward.filter_in_tasks) return 0;
       return G * prepacked_floats(group_inputs, M * T, b.data_forward.filter_width);
     }
+    if (!b.data_weights_shared) return 0;
     return G * b.channel_ranges * prepacked_floats(b.channels_per_range * T, M, weight_width);
   };
+  const int64_t forward_weights = keeps_filter || !b.forward.filter_in_tasks
+                                      ? G * prepacked_floats(M, K, b.forward.filter_width)
+                                      : 0;
   const int64_t weight_partials = weight_partial_floats(s, b.weight_chunks);
   const auto size_weights = [&] {
-    b.packed_weight_floats = round_up(std::max({G * prepacked_floats(M, K, b.forward.filter_width),
-                                                data_weight_floats(), weight_partials}),
-                                      kAlignFloats);
+    b.packed_weight_floats =
+        round_up(std::max({forward_weights, data_weight_floats(), weight_partials}), kAlignFloats);
   };
   size_weights();
   const auto size_slots = [&] {
@@ -383,10 +442,10 @@ void packed_backward_data(const Conv2dShape& s, const MicroKernel& kernel, const
             range * b.channels_per_range) *
            T;
   };
-  // Packed once per call when several images share it; for one image each task packs its own
-  // range's W^T block by block in cache instead (written out and read back, the 9.4 MB of a
-  // 3x3 512-channel layer cost more than the packing itself: measured at 7x7, batch 1).
-  const bool prepacked = s.batch > 1;
+  // Packed once per call when several images share a small one; else each task packs its own
+  // range's W^T block by block in cache (written out and read back, the 9.4 MB of a 3x3
+  // 512-channel layer cost more than the packing itself: measured at 7x7, batch 1).
+  const bool prepacked = b.data_weights_shared;
   if (prepacked)
     pool.run(G * ranges * m_blocks, [&](int64_t task, int) {
       const int64_t block = task % m_blocks, range = task / m_blocks % ranges;

@@ -3,8 +3,10 @@
 // GEMM view is shape.hpp's, per image n and group g:
 //   forward           Y_g = W_g [M x K] * X_col [K x P] (+ bias in the tile write-back); X_col's
 //                     panels are gathered from the image (ImageColumns), W_g is packed once per
-//                     call into the plan's workspace and shared by every task.
-//   backward_data     dX_col = W_g^T [K x M] * dY_g [M x P] (W^T packed once per call), a block
+//                     call into the plan's workspace and shared by every task where it is small
+//                     or kept (constant weights), else by each task for its output channels.
+//   backward_data     dX_col = W_g^T [K x M] * dY_g [M x P] (W^T packed once per call where it
+//                     is small and several images share it, else block by block), a block
 //                     of whole input channels and whole output rows at a time into the slot's
 //                     buffer, then added into dX by col2im (its order: k, then position) before
 //                     the next block; or, for the stride-1 shapes flipped_filter.hpp names, the
@@ -51,6 +53,8 @@ struct EvenRanges {
 // positions make too few ranges (small images); when one range covers every position of the
 // call, each task packs its own output channels' filter rows itself (filter_in_tasks), which
 // reads the filter once instead of writing and rereading a packed copy (9.4 MB at 3x3 512).
+// A filter too large to share (kSharedFilterFloats) is packed in the tasks whatever the split,
+// and the split is the one that packs the least (see split_forward).
 // Tiles: on a kernel that prefers columns, nchw's positions are the tile rows (Y's contiguous
 // side, as C's columns must be) unless outputs_on_rows: then the output channels are, the tiles
 // land in the slot's block as Y^T [positions x outputs] and go to y from there. Chosen where the
@@ -79,6 +83,8 @@ struct PackedBlocking {
   // Small images (a block is the whole image): this many images side by side in one block, so
   // that the positions fill the micro-kernel's panels (7x7 = 49 positions, 2 panels of 32).
   int64_t images_per_data_block = 1;
+  // W^T packed once per call and shared (several images, a small filter), else by each task.
+  bool data_weights_shared = false;
   // backward_weights: tasks (group, range of dW's lanes): ranges of X_col rows (dW columns), or
   // of output channels (dW rows) when there are more of those. A range's task packs only its
   // own lanes of one operand but all of the other, so the longer side is the one split.
@@ -95,6 +101,7 @@ struct PackedBlocking {
   // The packed weights, shared by the tasks of one call: forward's W (lanes output channels),
   // or backward_data's W^T (lanes X_col rows), packed per channel range so that each range
   // starts on a panel, or its flipped filter; backward_weights' partial dWs in the same place.
+  // None of it where every pass packs its weights in the tasks.
   int64_t packed_weight_floats = 0;
   int64_t slot_floats = 0;  // per worker: row and column buffers, backward_data's block
   int64_t row_buffer_floats = 0, col_buffer_floats = 0;
@@ -102,11 +109,13 @@ struct PackedBlocking {
 
 // The blocking for `slots` workers under an optional byte cap per packing buffer
 // (`buffer_bytes_cap`, 0 for none) and for the whole workspace (`workspace_limit`, 0 for none;
-// slots are dropped first, then the packed blocks shrink). Throws std::invalid_argument naming
-// workspace_limit when the smallest blocks on one worker do not fit.
+// slots are dropped first, then the packed blocks shrink). `keeps_filter`: forward keeps its
+// packed filter in the workspace between calls (constant weights), so its tasks share it.
+// Throws std::invalid_argument naming workspace_limit when the smallest blocks on one worker do
+// not fit.
 PackedBlocking choose_packed_blocking(const Conv2dShape& shape, const MicroKernel& kernel,
                                       int& slots, std::size_t buffer_bytes_cap,
-                                      std::size_t workspace_limit);
+                                      std::size_t workspace_limit, bool keeps_filter);
 
 // backward_weights' chunk partials at the workspace's start: the partial dWs of chunks 1 to
 // chunks - 1 (G * M * K floats each), then every chunk's bias sums (G * M doubles each).

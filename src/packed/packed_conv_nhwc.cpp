@@ -136,10 +136,10 @@ void packed_backward_data_nhwc(const Conv2dShape& s, const MicroKernel& kernel,
     return LanesAlongRows{w + g * M * K + range * b.channels_per_range, K,
                           /*per_image=*/range_channels(range), /*image_stride=*/group_channels};
   };
-  // Packed once per call when several images share it (as in nchw), range by range.
+  // Packed once per call where nchw's is (a small filter, several images), range by range.
   const int64_t range_floats = prepacked_floats(b.channels_per_range * T, M, wb);
   const int64_t m_blocks = ceil_div(M, kernel.kc);
-  const bool prepacked = s.batch > 1;
+  const bool prepacked = b.data_weights_shared;
   if (prepacked)
     pool.run(G * ranges * m_blocks, [&](int64_t task, int) {
       const int64_t block = task % m_blocks, range = task / m_blocks % ranges;
