@@ -83,10 +83,10 @@ Case random_case(Rng& rng) {
     Conv2dShape s{.batch = pick({1, 3}),
                   .in_channels = pick({1, 2, 4}),
                   .in_height = pick({1, 4, 7}),
-                  .in_width = pick({1, 3, 13, 40, 70}),
+                  .in_width = pick({1, 3, 13, 40, 70, 120}),
                   .out_channels = 2,
                   .kernel_height = pick({1, 2, 3}),
-                  .kernel_width = pick({1, 2, 3, 5}),
+                  .kernel_width = pick({1, 2, 3, 5, 7}),
                   .stride_height = pick({1, 2}),
                   .stride_width = pick({1, 1, 2, 2, 3}),
                   .dilation_height = pick({1, 2}),
@@ -157,39 +157,44 @@ TEST(ImageColumnPanels, BothFormsHoldXColOnRandomShapesLaneRangesAndWidths) {
   if (avx512_cases == 0) GTEST_SKIP() << "this CPU has no AVX-512 gather; the portable one passed";
 }
 
-// The AVX-512 gather works out each kernel tap's loads once for a group of panels, in blocks of
-// taps when a group's runs times the taps would overflow its table: output rows one or two
-// positions wide make every lane or every second lane a run of its own, and tall kernels make
-// many taps; at stride 1 and 2, with reduction ranges that start and end inside a channel.
+// The AVX-512 gather works out each kernel row's loads (a 1-wide kernel's: each tap's) once for
+// a group of panels, in blocks of rows (taps) when a group's runs times them would overflow its
+// table: output rows one or two positions wide make every lane or every second lane a run of its
+// own, and tall kernels make many rows; at stride 1 and 2, with reduction ranges that start and
+// end inside a channel.
 TEST(ImageColumnPanels, ManyRunsTimesManyTapsAreGatheredInBlocksOfTaps) {
   int avx512_cases = 0;
   for (const int64_t stride : {1, 2}) {
     for (const int64_t out_width : {1, 2}) {
-      Conv2dShape s{.batch = 2,
-                    .in_channels = 3,
-                    .in_height = 150,
-                    .in_width = 3 + (out_width - 1) * stride,
-                    .out_channels = 2,
-                    .kernel_height = 9,
-                    .kernel_width = 3,
-                    .stride_height = stride,
-                    .stride_width = stride};
-      s.pad_top = 2;
-      s.pad_bottom = 1;
-      std::vector<float> x(static_cast<size_t>(s.batch * s.in_channels * s.in_height * s.in_width));
-      for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(i + 1);
-      const int64_t lanes = s.batch * s.gemm_p(), K = s.gemm_k();
-      for (const int64_t width : {12, 16, 32, 64}) {
-        for (const auto& [step, steps] : {std::pair<int64_t, int64_t>{0, K}, {5, K - 13}}) {
-          const detail::ImageColumns op{&s, x.data(), 0};
-          const std::string what = s.to_string() + " step " + std::to_string(step) + " steps " +
-                                   std::to_string(steps) + " width " + std::to_string(width);
-          avx512_cases += packs(
-              what, lanes, steps, width,
-              [&](float* buffer) {
-                return detail::pack_image_columns_avx512(op, 0, lanes, step, steps, width, buffer);
-              },
-              [&](int64_t lane, int64_t t) { return x_col_entry(s, x, 0, step + t, lane); });
+      for (const int64_t kernel_width : {1, 3}) {
+        Conv2dShape s{.batch = 2,
+                      .in_channels = 3,
+                      .in_height = 150,
+                      .in_width = kernel_width + (out_width - 1) * stride,
+                      .out_channels = 2,
+                      .kernel_height = 9,
+                      .kernel_width = kernel_width,
+                      .stride_height = stride,
+                      .stride_width = stride};
+        s.pad_top = 2;
+        s.pad_bottom = 1;
+        std::vector<float> x(
+            static_cast<size_t>(s.batch * s.in_channels * s.in_height * s.in_width));
+        for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(i + 1);
+        const int64_t lanes = s.batch * s.gemm_p(), K = s.gemm_k();
+        for (const int64_t width : {12, 16, 32, 64}) {
+          for (const auto& [step, steps] : {std::pair<int64_t, int64_t>{0, K}, {5, K - 13}}) {
+            const detail::ImageColumns op{&s, x.data(), 0};
+            const std::string what = s.to_string() + " step " + std::to_string(step) + " steps " +
+                                     std::to_string(steps) + " width " + std::to_string(width);
+            avx512_cases += packs(
+                what, lanes, steps, width,
+                [&](float* buffer) {
+                  return detail::pack_image_columns_avx512(op, 0, lanes, step, steps, width,
+                                                           buffer);
+                },
+                [&](int64_t lane, int64_t t) { return x_col_entry(s, x, 0, step + t, lane); });
+          }
         }
       }
     }

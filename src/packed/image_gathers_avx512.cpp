@@ -3,13 +3,16 @@
 // image row's run of output columns with one masked load: a masked load reads only its unmasked
 // lanes (no fault, no value from the others), so the padding taps cost no branch and no separate
 // zeroing. Column stride 2 loads the 32 floats under a register and keeps the even ones (one
-// two-source permute). The portable gathers spent most of their time on runs that end inside a
-// panel, four floats and one bound check at a time. Copies only: the panels hold exactly the
-// floats of the portable gathers (test_packing compares both with X_col).
+// two-source permute). ImageColumns goes a kernel row at a time where its taps are close
+// (gather_columns_by_kernel_rows), tap by tap otherwise (1x1, wide dilations). The portable
+// gathers spent most of their time on runs that end inside a panel, four floats and one bound
+// check at a time. Copies only: the panels hold exactly the floats of the portable gathers
+// (test_packing compares both with X_col).
 
 #include <algorithm>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 
 #include "../avx512.hpp"
 #include "../im2col.hpp"
@@ -180,20 +183,236 @@ CONVGEMM_AVX512 void gather_columns(const ImageColumns& op, int64_t first, int64
   }
 }
 
+// ImageColumns a kernel row at a time, where a kernel row's taps lie at most kMaxRowShift
+// columns apart: at tap (kh, kw) a run reads the image row it reads at (kh, 0), kw * dilation
+// columns on. So each run loads one window of that row per kernel row (masked loads: zeros
+// outside the image), and each of the KW panel rows is the window moved kw * dilation lanes in
+// registers (stride 2: the window's even and odd columns apart first, then moved by half the
+// distance within its phase). The tap-by-tap gather above loads (and, at stride 2, takes apart)
+// every tap's run again and works out its loads per tap: 22-24% of the 3-channel stem's and
+// textbook layer's forward, whose 75-147 steps per position make the gather large next to the
+// micro-kernel's share.
+constexpr int64_t kMaxRowShift = 16;  // one window vector past the panel's
+
+// A run's window at one kernel row: where it starts in the channel's plane, the run it is for.
+struct RowLoad {
+  int64_t offset;
+  int64_t run;
+};
+// A run's masks: the window's raw vectors (columns inside the image) and the panel lanes it
+// stores (whole: all of them).
+struct RunMasks {
+  __mmask16 raw[2 * (kMaxVectors + 1)];
+  __mmask16 stores[kMaxVectors];
+  bool whole;
+};
+
+// Lanes `moved` of the window (low, high) of phase 0 or of phase 1 (taken apart: a window
+// indexed by a variable phase had lived on the stack).
+[[gnu::always_inline]] CONVGEMM_AVX512 inline __m512 moved_window(__m512 low0, __m512 high0,
+                                                                  __m512 low1, __m512 high1,
+                                                                  int64_t phase, __m512i moved) {
+  return phase == 0 ? _mm512_permutex2var_ps(low0, moved, high0)
+                    : _mm512_permutex2var_ps(low1, moved, high1);
+}
+
+template <int64_t Width, int64_t Stride>
+CONVGEMM_AVX512 void gather_columns_by_kernel_rows(const ImageColumns& op, int64_t first,
+                                                   int64_t lanes, int64_t step, int64_t steps,
+                                                   float* buffer) {
+  constexpr int64_t width = Width, Vectors = (Width + kVectorLanes - 1) / kVectorLanes;
+  constexpr int64_t Windows = Vectors + 1, Raw = Stride * Windows;
+  // (A width of 12 stores 12 of the last vector's lanes.)
+  constexpr auto last_lanes =
+      static_cast<__mmask16>((1u << (Width - (Vectors - 1) * kVectorLanes)) - 1);
+  const Conv2dShape& s = *op.shape;
+  const int64_t KH = s.kernel_height, KW = s.kernel_width, H = s.in_height, W = s.in_width;
+  const int64_t OW = s.out_width(), P = s.gemm_p(), image_stride = s.in_channels * H * W;
+  const int64_t T = KH * KW, sh = s.stride_height, panel_floats = steps * width;
+  const __m512i iota = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+  const __m512i even = _mm512_add_epi32(iota, iota);
+  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+  __m512i moved_of[kMaxRowShift + 1];  // per kw: the window lanes its panel lanes read
+  int64_t phase_of[kMaxRowShift + 1];
+  for (int64_t kw = 0; kw < KW; ++kw) {
+    const int64_t distance = kw * s.dilation_width;
+    moved_of[kw] = _mm512_add_epi32(iota, _mm512_set1_epi32(static_cast<int>(distance / Stride)));
+    phase_of[kw] = distance % Stride;
+  }
+  Run runs[kGroupPanels * width];
+  RunMasks masks[kGroupPanels * width];
+  int64_t runs_of[kGroupPanels + 1];
+  RowLoad loads[kMaxTapLoads];
+  int64_t loads_of[kMaxTapLoads + 1];  // (kh - kh_begin, panel)'s loads: [loads_of[i], ...)
+  bool covered[kMaxTapLoads];          // whether those loads cover every lane of the panel
+  const int64_t panels = ceil_div(lanes, width);
+  const int64_t c_first = step / T, c_last = (step + steps - 1) / T;
+  for (int64_t group = 0; group < panels; group += kGroupPanels) {
+    const int64_t group_end = std::min(panels, group + kGroupPanels), count = group_end - group;
+    int64_t run_count = 0;
+    for (int64_t panel = group; panel < group_end; ++panel) {
+      runs_of[panel - group] = run_count;
+      const int64_t used = std::min(width, lanes - panel * width);
+      for (int64_t lane = 0; lane < used;) {
+        const int64_t q = op.first_lane + first + panel * width + lane, p = q % P, ow = p % OW;
+        const int64_t length = std::min(OW - ow, used - lane);
+        runs[run_count] = {p / OW * sh, q / P * image_stride + (ow - lane) * Stride, ow, lane,
+                           length};
+        // Window lane i (raw vector u, lane j: i = 16 u + j) reads image column
+        // (ow - lane) * Stride - pad_left + i, inside the image where it is in [0, W).
+        RunMasks& m = masks[run_count];
+        const int64_t column = (ow - lane) * Stride - s.pad_left;
+        for (int64_t u = 0; u < Raw; ++u) {
+          const int64_t begin = std::clamp<int64_t>(-column - u * kVectorLanes, 0, kVectorLanes);
+          const int64_t end = std::clamp<int64_t>(W - column - u * kVectorLanes, 0, kVectorLanes);
+          m.raw[u] = static_cast<__mmask16>(begin < end ? lane_mask(begin, end) : 0);
+        }
+        const uint64_t run_lanes = lane_mask(lane, lane + length);
+        for (int64_t v = 0; v < Vectors; ++v) {
+          m.stores[v] = static_cast<__mmask16>(run_lanes >> (v * kVectorLanes)) &
+                        (v + 1 < Vectors ? __mmask16{0xffff} : last_lanes);
+        }
+        m.whole = lane == 0 && length == width;
+        ++run_count;
+        lane += length;
+      }
+    }
+    runs_of[count] = run_count;
+    const uint64_t all_lanes = lane_mask(0, width);
+    const int64_t rows_per_block = std::clamp<int64_t>(kMaxTapLoads / run_count, 1, KH);
+    for (int64_t kh_begin = 0; kh_begin < KH; kh_begin += rows_per_block) {
+      const int64_t kh_end = std::min(KH, kh_begin + rows_per_block);
+      int64_t load_count = 0;
+      int64_t touched_begin = std::numeric_limits<int64_t>::max(), touched_end = 0;
+      for (int64_t kh = kh_begin; kh < kh_end; ++kh) {
+        const int64_t ih_offset = kh * s.dilation_height - s.pad_top;
+        for (int64_t panel = 0; panel < count; ++panel) {
+          const int64_t i = (kh - kh_begin) * count + panel;
+          loads_of[i] = load_count;
+          uint64_t lanes_loaded = 0;
+          for (int64_t r = runs_of[panel]; r < runs_of[panel + 1]; ++r) {
+            const int64_t ih = runs[r].first_row + ih_offset;
+            if (ih < 0 || ih >= H) continue;
+            const int64_t offset = runs[r].lane_zero + ih * W - s.pad_left;
+            loads[load_count++] = {offset, r};
+            lanes_loaded |= lane_mask(runs[r].lane, runs[r].lane + runs[r].length);
+            touched_begin = std::min(touched_begin, offset);
+            touched_end = std::max(touched_end, offset + Raw * kVectorLanes);
+          }
+          covered[i] = lanes_loaded == all_lanes;
+        }
+      }
+      loads_of[(kh_end - kh_begin) * count] = load_count;
+      // Prefetched a few channels ahead, as in the tap-by-tap gather above.
+      const bool prefetch = load_count > 0 && touched_end - touched_begin <= H * W;
+      const int64_t channels_ahead =
+          std::max(kMinPrefetchedChannels, ceil_div(kPrefetchedTaps, (kh_end - kh_begin) * KW));
+      for (int64_t c = c_first; c <= c_last; ++c) {
+        const float* plane = op.x_group + c * H * W;
+        if (prefetch && c + channels_ahead <= c_last) {
+          const float* ahead = address(plane, channels_ahead * H * W);
+          for (int64_t at = touched_begin; at < touched_end; at += panel::kFloatsPerLine) {
+            _mm_prefetch(reinterpret_cast<const char*>(address(ahead, at)), _MM_HINT_T0);
+          }
+        }
+        for (int64_t kh = kh_begin; kh < kh_end; ++kh) {
+          // The call's steps may begin or end inside this kernel row: its taps [kw_begin, kw_end).
+          const int64_t t0 = c * T + kh * KW - step;
+          const int64_t kw_begin = std::max<int64_t>(0, -t0), kw_end = std::min(KW, steps - t0);
+          if (kw_begin >= kw_end) continue;
+          for (int64_t panel = 0; panel < count; ++panel) {
+            float* out = buffer + (group + panel) * panel_floats + t0 * width;
+            const int64_t i = (kh - kh_begin) * count + panel;
+            if (!covered[i]) {
+              for (int64_t kw = kw_begin; kw < kw_end; ++kw) {
+                for (int64_t v = 0; v < Vectors; ++v) {
+                  _mm512_mask_storeu_ps(out + kw * width + v * kVectorLanes,
+                                        v + 1 < Vectors ? __mmask16{0xffff} : last_lanes,
+                                        _mm512_setzero_ps());
+                }
+              }
+            }
+            for (int64_t l = loads_of[i]; l < loads_of[i + 1]; ++l) {
+              const RunMasks& m = masks[loads[l].run];
+              __m512 raw[Raw];
+              for (int64_t u = 0; u < Raw; ++u) {
+                // (No load where no lane is inside: see gather_rows.)
+                raw[u] = m.raw[u] == 0
+                             ? _mm512_setzero_ps()
+                             : _mm512_maskz_loadu_ps(
+                                   m.raw[u], address(plane, loads[l].offset + u * kVectorLanes));
+              }
+              __m512 phases[Stride][Windows];
+              for (int64_t w = 0; w < Windows; ++w) {
+                if constexpr (Stride == 1) {
+                  phases[0][w] = raw[w];
+                } else {
+                  phases[0][w] = _mm512_permutex2var_ps(raw[2 * w], even, raw[2 * w + 1]);
+                  phases[1][w] = _mm512_permutex2var_ps(raw[2 * w], odd, raw[2 * w + 1]);
+                }
+              }
+              // Panel lane i at tap kw reads window lane i + kw * dilation: at stride 2, lane
+              // (i + kw * dilation / 2) of the phase of kw * dilation's parity.
+              if (m.whole) {
+                for (int64_t kw = kw_begin; kw < kw_end; ++kw) {
+                  float* at = out + kw * width;
+                  for (int64_t v = 0; v + 1 < Vectors; ++v) {
+                    _mm512_storeu_ps(
+                        at + v * kVectorLanes,
+                        moved_window(phases[0][v], phases[0][v + 1], phases[Stride - 1][v],
+                                     phases[Stride - 1][v + 1], phase_of[kw], moved_of[kw]));
+                  }
+                  _mm512_mask_storeu_ps(
+                      at + (Vectors - 1) * kVectorLanes, last_lanes,
+                      moved_window(phases[0][Vectors - 1], phases[0][Vectors - 1 + 1],
+                                   phases[Stride - 1][Vectors - 1],
+                                   phases[Stride - 1][Vectors - 1 + 1], phase_of[kw],
+                                   moved_of[kw]));
+                }
+              } else {
+                for (int64_t kw = kw_begin; kw < kw_end; ++kw) {
+                  for (int64_t v = 0; v < Vectors; ++v) {
+                    if (m.stores[v] == 0) continue;
+                    _mm512_mask_storeu_ps(
+                        out + kw * width + v * kVectorLanes, m.stores[v],
+                        moved_window(phases[0][v], phases[0][v + 1], phases[Stride - 1][v],
+                                     phases[Stride - 1][v + 1], phase_of[kw], moved_of[kw]));
+                  }
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
 template <int64_t Stride>
 void gather_columns_with_stride(const ImageColumns& op, int64_t first, int64_t lanes, int64_t step,
                                 int64_t steps, int64_t width, float* buffer) {
+  const Conv2dShape& s = *op.shape;
+  const bool by_kernel_rows =
+      s.kernel_width > 1 && (s.kernel_width - 1) * s.dilation_width <= kMaxRowShift;
+  const auto gather = [&](auto static_width) {
+    constexpr int64_t Width = decltype(static_width)::value;
+    if (by_kernel_rows) {
+      gather_columns_by_kernel_rows<Width, Stride>(op, first, lanes, step, steps, buffer);
+    } else {
+      gather_columns<Width, Stride>(op, first, lanes, step, steps, buffer);
+    }
+  };
   switch (width) {
     case 12:
-      return gather_columns<12, Stride>(op, first, lanes, step, steps, buffer);
+      return gather(std::integral_constant<int64_t, 12>{});
     case 16:
-      return gather_columns<16, Stride>(op, first, lanes, step, steps, buffer);
+      return gather(std::integral_constant<int64_t, 16>{});
     case 32:
-      return gather_columns<32, Stride>(op, first, lanes, step, steps, buffer);
+      return gather(std::integral_constant<int64_t, 32>{});
     case 48:
-      return gather_columns<48, Stride>(op, first, lanes, step, steps, buffer);
+      return gather(std::integral_constant<int64_t, 48>{});
     default:
-      return gather_columns<64, Stride>(op, first, lanes, step, steps, buffer);
+      return gather(std::integral_constant<int64_t, 64>{});
   }
 }
 
