@@ -1,5 +1,7 @@
 #include "bias_write_back.hpp"
 
+#include <algorithm>
+
 namespace convgemm::detail {
 
 // One float addition per element in either clone, so the bits do not depend on the CPU.
@@ -20,6 +22,16 @@ CONVGEMM_WRITE_BACK void add_bias_per_column(float* y, int64_t ld, int64_t rows,
     float* row = y + i * ld;
     for (int64_t j = 0; j < cols; ++j) row[j] += bias[j];
   }
+}
+
+CONVGEMM_WRITE_BACK void set_bias_per_row(float* y, int64_t ld, int64_t rows, int64_t cols,
+                                          const float* bias) {
+  for (int64_t i = 0; i < rows; ++i) std::fill(y + i * ld, y + i * ld + cols, bias[i]);
+}
+
+CONVGEMM_WRITE_BACK void set_bias_per_column(float* y, int64_t ld, int64_t rows, int64_t cols,
+                                             const float* bias) {
+  for (int64_t i = 0; i < rows; ++i) std::copy(bias, bias + cols, y + i * ld);
 }
 
 }  // namespace convgemm::detail

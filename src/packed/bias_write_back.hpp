@@ -1,6 +1,7 @@
 #pragma once
 // The bias as the packed forward passes add it: to a finished tile of the output while it is in
-// cache (packed_gemm's finish hook), one pass of exact additions. Out of line and compiled for
+// cache (packed_gemm's finish hook), one pass of exact additions, or, where a tile's reduction
+// is one block, as the tile's first values (its start hook). Out of line and compiled for
 // the widest vectors the CPU has (bias_write_back.cpp): a K = 64 layer (1x1, 64 channels) spent
 // 16% of its forward in this pass when it ran four floats at a time.
 
@@ -13,5 +14,10 @@ void add_bias_per_row(float* y, int64_t ld, int64_t rows, int64_t cols, const fl
 
 // y[i * ld + j] += bias[j] for i < rows, j < cols (nhwc: a tile's columns are output channels).
 void add_bias_per_column(float* y, int64_t ld, int64_t rows, int64_t cols, const float* bias);
+
+// y[i * ld + j] = bias[i], and = bias[j]: a tile's first values where its reduction is one
+// block (packed_gemm's start hook), so that the block adds to the bias in the micro-kernel.
+void set_bias_per_row(float* y, int64_t ld, int64_t rows, int64_t cols, const float* bias);
+void set_bias_per_column(float* y, int64_t ld, int64_t rows, int64_t cols, const float* bias);
 
 }  // namespace convgemm::detail

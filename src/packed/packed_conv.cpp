@@ -345,14 +345,21 @@ void forward_tasks(const Conv2dShape& s, const MicroKernel& kernel, const Forwar
     const SlotBuffers buffers = slot_buffers(b, workspace, slot);
     if (images == 1 && !split.outputs_on_rows) {
       float* y_group = y + (n * O + g * M) * P;
-      // The bias joins each tile right after its last reduction block, while it is in cache.
+      // The bias joins each tile right after its last reduction block, while it is in cache, or
+      // is its first values where it has one block (and nothing to accumulate onto).
+      const bool bias_first = bias_group != nullptr && !accumulate && K <= kernel.kc;
       auto add_bias = [&](int64_t row, int64_t rows, int64_t col, int64_t cols) {
-        if (bias_group == nullptr) return;
+        if (bias_group == nullptr || bias_first) return;
         add_bias_per_row(y_group + row * P + lane_begin + col, P, rows, cols, bias_group + row);
+      };
+      auto set_bias = [&](int64_t row, int64_t rows, int64_t col, int64_t cols) {
+        if (!bias_first) return false;
+        set_bias_per_row(y_group + row * P + lane_begin + col, P, rows, cols, bias_group + row);
+        return true;
       };
       packed_gemm(kernel, K, weights, columns, GemmOutput{y_group + lane_begin, P, 1, !accumulate},
                   GemmRange{m_begin, m_end, 0, lane_end - lane_begin}, b.blocks, buffers.rows,
-                  buffers.cols, add_bias);
+                  buffers.cols, add_bias, set_bias);
       return;
     }
     // Several images, or the outputs on the tile rows: the range's tiles into the block buffer,

@@ -78,15 +78,22 @@ void forward_tasks(const Conv2dShape& s, const MicroKernel& kernel, const Forwar
     const NhwcImageColumns columns{&s, x + n * image_floats + g * group_channels, lane_begin};
     const float* bias_group = bias != nullptr ? bias + g * M : nullptr;
     float* y_rows = y + (n * P + lane_begin) * O + g * M;
-    // The bias joins each tile right after its last reduction block, while it is in cache.
+    // The bias joins each tile right after its last reduction block, while it is in cache, or
+    // is its first values where it has one block (as in nchw).
+    const bool bias_first = bias_group != nullptr && !accumulate && K <= kernel.kc;
     auto add_bias = [&](int64_t row, int64_t rows, int64_t col, int64_t cols) {
-      if (bias_group == nullptr) return;
+      if (bias_group == nullptr || bias_first) return;
       add_bias_per_column(y_rows + row * O + col, O, rows, cols, bias_group + col);
+    };
+    auto set_bias = [&](int64_t row, int64_t rows, int64_t col, int64_t cols) {
+      if (!bias_first) return false;
+      set_bias_per_column(y_rows + row * O + col, O, rows, cols, bias_group + col);
+      return true;
     };
     const SlotBuffers buffers = slot_buffers(b, workspace, slot);
     packed_gemm(kernel, K, columns, weights, GemmOutput{y_rows, O, 1, !accumulate},
                 GemmRange{0, lane_end - lane_begin, m_begin, m_end}, b.blocks, buffers.rows,
-                buffers.cols, add_bias);
+                buffers.cols, add_bias, set_bias);
   });
 }
 

@@ -98,12 +98,13 @@ class LateFinish {
 };
 
 // BLIS's loop nest in the kernel's terms: `rows` is the operand of the tile rows (mr-wide
-// panels), `cols` the other; c[i * rs + j * cs]. finish(i, m, j, n) in these terms too.
-template <PanelOperand Rows, PanelOperand Cols, class Finish>
+// panels), `cols` the other; c[i * rs + j * cs]. finish(i, m, j, n) and start(i, m, j, n) in
+// these terms too.
+template <PanelOperand Rows, PanelOperand Cols, class Finish, class Start>
 void kernel_loops(const MicroKernel& kernel, int64_t depth, const Rows& rows, const Cols& cols,
                   float* c, int64_t rs, int64_t cs, bool overwrite, int64_t i_begin, int64_t i_end,
                   int64_t j_begin, int64_t j_end, const PackBlocks& blocks, float* row_buffer,
-                  float* col_buffer, Finish& finish) {
+                  float* col_buffer, Finish& finish, const Start& start) {
   const int64_t mr = kernel.mr, nr = kernel.nr;
   LateFinish late_finish(finish);
   for (int64_t jc = j_begin; jc < j_end; jc += blocks.nc) {
@@ -120,8 +121,9 @@ void kernel_loops(const MicroKernel& kernel, int64_t depth, const Rows& rows, co
           const int64_t n = std::min(nr, nc - j);
           for (int64_t i = 0; i < mc; i += mr) {
             const int64_t m = std::min(mr, mc - i);
-            kernel.multiply(m, n, steps, row_panels + i * steps, col_panels + j * steps, beta,
-                            c + (ic + i) * rs + (jc + j) * cs, rs, cs);
+            const bool started = step == 0 && start(ic + i, m, jc + j, n);
+            kernel.multiply(m, n, steps, row_panels + i * steps, col_panels + j * steps,
+                            started ? 1.0f : beta, c + (ic + i) * rs + (jc + j) * cs, rs, cs);
             if (last) late_finish(ic + i, m, jc + j, n);
           }
         }
@@ -132,22 +134,32 @@ void kernel_loops(const MicroKernel& kernel, int64_t depth, const Rows& rows, co
 
 }  // namespace packed
 
+// A start hook that writes nothing (below).
+inline constexpr auto kNoStart = [](int64_t, int64_t, int64_t, int64_t) { return false; };
+
 // Runs the loops above over `range` of C = A * B (+ C unless c.overwrite). `finish(row, rows,
 // col, cols)` is called once per tile after its last reduction block: the write-back hook (the
-// bias, or nothing). Buffers as PackBlocks says.
-template <PanelOperand A, PanelOperand B, class Finish>
+// bias, or nothing). `start(row, rows, col, cols)`, called before a tile's first reduction
+// block, may write the tile's first values into C and return true: that block then adds to
+// them. (A bias written before a tile's only block is the same single rounding as one added
+// after it, and costs no second pass over the tile.) Buffers as PackBlocks says.
+template <PanelOperand A, PanelOperand B, class Finish, class Start = decltype(kNoStart)>
 void packed_gemm(const MicroKernel& kernel, int64_t depth, const A& a, const B& b,
                  const GemmOutput& c, const GemmRange& range, const PackBlocks& blocks,
-                 float* row_buffer, float* col_buffer, Finish&& finish) {
+                 float* row_buffer, float* col_buffer, Finish&& finish,
+                 const Start& start = kNoStart) {
   if (kernel.prefers_rows) {
     packed::kernel_loops(kernel, depth, a, b, c.data, c.row_stride, c.col_stride, c.overwrite,
                          range.row_begin, range.row_end, range.col_begin, range.col_end, blocks,
-                         row_buffer, col_buffer, finish);
+                         row_buffer, col_buffer, finish, start);
   } else {  // C^T = B^T * A^T: B's lanes are the tile rows
     auto transposed = [&](int64_t i, int64_t m, int64_t j, int64_t n) { finish(j, n, i, m); };
+    auto transposed_start = [&](int64_t i, int64_t m, int64_t j, int64_t n) {
+      return start(j, n, i, m);
+    };
     packed::kernel_loops(kernel, depth, b, a, c.data, c.col_stride, c.row_stride, c.overwrite,
                          range.col_begin, range.col_end, range.row_begin, range.row_end, blocks,
-                         row_buffer, col_buffer, transposed);
+                         row_buffer, col_buffer, transposed, transposed_start);
   }
 }
 
