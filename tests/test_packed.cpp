@@ -481,6 +481,37 @@ TEST_P(Packed, LargeFiltersAreNotCopiedIntoTheWorkspaceUnlessKept) {
   }
 }
 
+TEST_P(Packed, DefaultWorkspaceIsAtMostTwoMebibytesPerWorker) {
+  // The packing buffers shrink to fit (nothing is computed differently): ResNet-50's widest
+  // 3x3 layers at batch 8, and a 1x1 layer of 2048 outputs (its tiles' columns shrink too).
+  Conv2dShape wide{.batch = 8,
+                   .in_channels = 512,
+                   .in_height = 7,
+                   .in_width = 7,
+                   .out_channels = 512,
+                   .kernel_height = 3,
+                   .kernel_width = 3,
+                   .layout = GetParam()};
+  wide.set_padding(1);
+  Conv2dShape medium = wide;
+  medium.in_channels = medium.out_channels = 256;
+  medium.in_height = medium.in_width = 14;
+  Conv2dShape pointwise = wide;
+  pointwise.out_channels = 2048;
+  pointwise.in_height = pointwise.in_width = 14;
+  pointwise.kernel_height = pointwise.kernel_width = 1;
+  pointwise.set_padding(0);
+  for (const Conv2dShape& s : {wide, medium, pointwise}) {
+    SCOPED_TRACE(s.to_string());
+    for (const int threads : {1, 2}) {
+      const Conv2d conv(s, {.num_threads = threads, .gemm_backend = kPacked});
+      EXPECT_LE(conv.workspace_bytes() / static_cast<std::size_t>(conv.num_threads()),
+                std::size_t{2} << 20)
+          << conv.describe();
+    }
+  }
+}
+
 TEST_P(Packed, ImageOfABatchGivesTheBitsItGivesAlone) {
   std::mt19937_64 rng(test::test_seed());
   std::vector<Conv2dShape> shapes = in_layout(split_shapes());

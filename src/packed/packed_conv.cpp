@@ -54,6 +54,9 @@ constexpr int64_t kMinRangePanels = 4;
 // task of p positions and m output channels packs (p + m) * K floats for its 2 * p * m * K flops.
 constexpr int64_t kSharedFilterFloats = 128 << 10;
 
+// The default workspace of one worker, at most (choose_packed_blocking): 2 MiB.
+constexpr int64_t kWorkerFloats = 512 << 10;
+
 // forward puts several images side by side when one has at most this many positions (14x14),
 // as many as keep the block buffer of M x positions within kForwardBlockFloats (1 MiB).
 constexpr int64_t kSmallImagePositions = 256;
@@ -288,6 +291,19 @@ PackedBlocking choose_packed_blocking(const Conv2dShape& s, const MicroKernel& k
     b.slot_floats = b.row_buffer_floats + b.col_buffer_floats + round_up(block, kAlignFloats);
   };
   size_slots();
+  // By default a worker's share stays within kWorkerFloats (the packed weights counted whole):
+  // the blocks of the tile rows shrink first, which packs nothing twice (they are packed block
+  // by block anyway; 3x3 512@7 at batch 8 had 2.2 MiB, most of it 416 positions' rows and the
+  // 512 outputs' tiles), then those of the columns (whose blocks each pack the rows again).
+  while (b.packed_weight_floats + b.slot_floats > kWorkerFloats &&
+         (mc > kernel.mr || nc > kernel.nr)) {
+    if (mc > kernel.mr) {
+      mc = std::max(kernel.mr, mc / 2 / kernel.mr * kernel.mr);
+    } else {
+      nc = std::max(kernel.nr, nc / 2 / kernel.nr * kernel.nr);
+    }
+    size_slots();
+  }
   if (workspace_limit == 0) return b;
 
   const auto bytes = [](int64_t floats) { return static_cast<std::size_t>(floats) * 4; };
