@@ -512,6 +512,39 @@ TEST_P(Packed, DefaultWorkspaceIsAtMostTwoMebibytesPerWorker) {
   }
 }
 
+TEST_P(Packed, LargeOutputsWrittenPastTheCachesMatchNaiveAndTheImageAlone) {
+  // An output of at least 4 MiB from one reduction block goes out with streaming stores (nchw):
+  // the same values as naive, and the same bits as one image alone (whose smaller output is
+  // stored normally), with and without a bias, in rows that are and are not whole cache lines.
+  std::mt19937_64 rng(test::test_seed());
+  for (const int64_t width : {64, 61}) {
+    Conv2dShape s{.batch = 2,
+                  .in_channels = 4,
+                  .in_height = 64,
+                  .in_width = width,
+                  .out_channels = 136,
+                  .kernel_height = 3,
+                  .kernel_width = 3,
+                  .layout = GetParam()};
+    s.set_padding(1);
+    SCOPED_TRACE(s.to_string());
+    const Conv2dOptions options{.num_threads = 2, .gemm_backend = kPacked};
+    test::expect_forward_matches_naive(s, options, rng, /*with_bias=*/true);
+    const Inputs batch(s, rng);
+    Conv2dShape one = s;
+    one.batch = 1;
+    const int64_t x_image = s.input_elements() / s.batch, y_image = s.output_elements() / s.batch;
+    for (const bool with_bias : {true, false}) {
+      const float* bias = with_bias ? batch.bias.data() : nullptr;
+      Tensor y = test::nan_tensor(s.output_elements()), y_alone = test::nan_tensor(y_image);
+      Conv2d(s, options).forward(batch.x.data(), batch.w.data(), bias, y.data());
+      Conv2d(one, options).forward(batch.x.data() + x_image, batch.w.data(), bias, y_alone.data());
+      EXPECT_TRUE(test::bitwise_equal(test::slice(y, y_image, y_image), y_alone))
+          << "bias " << with_bias;
+    }
+  }
+}
+
 TEST_P(Packed, ImageOfABatchGivesTheBitsItGivesAlone) {
   std::mt19937_64 rng(test::test_seed());
   std::vector<Conv2dShape> shapes = in_layout(split_shapes());

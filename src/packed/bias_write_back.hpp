@@ -20,4 +20,13 @@ void add_bias_per_column(float* y, int64_t ld, int64_t rows, int64_t cols, const
 void set_bias_per_row(float* y, int64_t ld, int64_t rows, int64_t cols, const float* bias);
 void set_bias_per_column(float* y, int64_t ld, int64_t rows, int64_t cols, const float* bias);
 
+// y[i * ld + j] = tile[i * tile_ld + j] (+ row_bias[i], + column_bias[j], where not null) for
+// i < rows, j < cols, with stores that bypass the caches where a row's run is whole cache
+// lines: a tile of an output too large to stay in cache, which a normal store would first read
+// from memory. The stores are ordered with the caller's later ones only after
+// finish_streaming_stores().
+void stream_tile_rows(float* y, int64_t ld, int64_t rows, int64_t cols, const float* tile,
+                      int64_t tile_ld, const float* row_bias, const float* column_bias);
+void finish_streaming_stores();
+
 }  // namespace convgemm::detail

@@ -174,6 +174,14 @@ ForwardSplit split_forward(const Conv2dShape& s, int64_t slots, const MicroKerne
 
 }  // namespace
 
+// More than a core's share of the L3 (32 MiB for 8 cores on the Zen parts we run on).
+constexpr int64_t kStreamedOutputFloats = 1 << 20;  // 4 MiB
+
+bool streams_output(const Conv2dShape& s, const MicroKernel& kernel, bool accumulate) {
+  return !accumulate && s.gemm_k() <= kernel.kc && kernel.mr * kernel.nr <= kMaxTileFloats &&
+         s.output_elements() >= kStreamedOutputFloats;
+}
+
 int64_t EvenRanges::longest() const {
   int64_t most = 0;
   for (int64_t range = 0; range < ranges; ++range)
@@ -373,6 +381,19 @@ void forward_tasks(const Conv2dShape& s, const MicroKernel& kernel, const Forwar
         set_bias_per_row(y_group + row * P + lane_begin + col, P, rows, cols, bias_group + row);
         return true;
       };
+      if (streams_output(s, kernel, accumulate)) {
+        alignas(64) float tile[kMaxTileFloats];
+        const int64_t tile_ld = b_panel_width(kernel);
+        auto write_tile = [&](int64_t row, int64_t rows, int64_t col, int64_t cols) {
+          stream_tile_rows(y_group + row * P + lane_begin + col, P, rows, cols, tile, tile_ld,
+                           bias_group != nullptr ? bias_group + row : nullptr, nullptr);
+        };
+        packed_gemm(kernel, K, weights, columns, GemmOutput{y_group + lane_begin, P, 1, true, tile},
+                    GemmRange{m_begin, m_end, 0, lane_end - lane_begin}, b.blocks, buffers.rows,
+                    buffers.cols, write_tile);
+        finish_streaming_stores();
+        return;
+      }
       packed_gemm(kernel, K, weights, columns, GemmOutput{y_group + lane_begin, P, 1, !accumulate},
                   GemmRange{m_begin, m_end, 0, lane_end - lane_begin}, b.blocks, buffers.rows,
                   buffers.cols, add_bias, set_bias);

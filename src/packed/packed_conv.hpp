@@ -139,6 +139,11 @@ SlotBuffers slot_buffers(const PackedBlocking& b, float* workspace, int slot);
 int64_t data_block_columns(const PackedBlocking& b, int64_t OW, int64_t P);
 inline constexpr auto kNoWriteBack = [](int64_t, int64_t, int64_t, int64_t) {};
 
+// Whether forward writes its tiles to y with stores that bypass the caches (GemmOutput's tile):
+// one reduction block (a tile is final when the kernel is done with it), nothing to accumulate
+// onto, and an output larger than a core's share of the cache.
+bool streams_output(const Conv2dShape& s, const MicroKernel& kernel, bool accumulate);
+
 // The passes. `workspace` holds packed_weight_floats, then slot_floats per slot (64-byte
 // aligned, slot_floats a multiple of 16). Pointers as in plan.hpp; accumulate adds to y / dx /
 // dw (and db) instead of overwriting. backward_weights computes db (when not null) only where

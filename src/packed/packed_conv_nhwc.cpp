@@ -91,6 +91,19 @@ void forward_tasks(const Conv2dShape& s, const MicroKernel& kernel, const Forwar
       return true;
     };
     const SlotBuffers buffers = slot_buffers(b, workspace, slot);
+    if (streams_output(s, kernel, accumulate)) {
+      alignas(64) float tile[kMaxTileFloats];
+      const int64_t tile_ld = b_panel_width(kernel);
+      auto write_tile = [&](int64_t row, int64_t rows, int64_t col, int64_t cols) {
+        stream_tile_rows(y_rows + row * O + col, O, rows, cols, tile, tile_ld, nullptr,
+                         bias_group != nullptr ? bias_group + col : nullptr);
+      };
+      packed_gemm(kernel, K, columns, weights, GemmOutput{y_rows, O, 1, true, tile},
+                  GemmRange{0, lane_end - lane_begin, m_begin, m_end}, b.blocks, buffers.rows,
+                  buffers.cols, write_tile);
+      finish_streaming_stores();
+      return;
+    }
     packed_gemm(kernel, K, columns, weights, GemmOutput{y_rows, O, 1, !accumulate},
                 GemmRange{0, lane_end - lane_begin, m_begin, m_end}, b.blocks, buffers.rows,
                 buffers.cols, add_bias, set_bias);

@@ -17,6 +17,7 @@
 // columns, the driver multiplies C^T = B^T * A^T instead: B's lanes become the tile rows.
 
 #include <algorithm>
+#include <cassert>
 #include <concepts>
 #include <cstdint>
 
@@ -34,11 +35,17 @@ concept PanelOperand = requires(const T& operand, int64_t i, float* buffer) {
 
 // Where C lives: element (row, col) at data[row * row_stride + col * col_stride], rows and cols
 // as in the A * B view. `overwrite`: the first reduction block replaces C instead of adding.
+// With `tile` set, the reduction is one block and the kernel does not write C: each tile goes
+// into `tile` (kMaxTileFloats, 64-byte aligned), element (row, col) of it, in the A * B view,
+// at tile[row * b_panel_width(kernel) + col], and finish writes it to C from there (say, with
+// stores that bypass the cache).
 struct GemmOutput {
   float* data;
   int64_t row_stride, col_stride;
   bool overwrite;
+  float* tile = nullptr;
 };
+inline constexpr int64_t kMaxTileFloats = 1024;  // BLIS's single-precision tiles: 32 x 12 at most
 
 // Lanes of C one call works on (rows and cols as in the A * B view).
 struct GemmRange {
@@ -102,10 +109,13 @@ class LateFinish {
 // these terms too.
 template <PanelOperand Rows, PanelOperand Cols, class Finish, class Start>
 void kernel_loops(const MicroKernel& kernel, int64_t depth, const Rows& rows, const Cols& cols,
-                  float* c, int64_t rs, int64_t cs, bool overwrite, int64_t i_begin, int64_t i_end,
-                  int64_t j_begin, int64_t j_end, const PackBlocks& blocks, float* row_buffer,
-                  float* col_buffer, Finish& finish, const Start& start) {
+                  float* c, int64_t rs, int64_t cs, bool overwrite, float* tile, int64_t i_begin,
+                  int64_t i_end, int64_t j_begin, int64_t j_end, const PackBlocks& blocks,
+                  float* row_buffer, float* col_buffer, Finish& finish, const Start& start) {
   const int64_t mr = kernel.mr, nr = kernel.nr;
+  assert(tile == nullptr || (depth <= kernel.kc && mr * nr <= kMaxTileFloats));
+  // (A tile in the kernel's preferred storage: its rows contiguous, or its columns.)
+  const int64_t tile_rs = kernel.prefers_rows ? nr : 1, tile_cs = kernel.prefers_rows ? 1 : mr;
   LateFinish late_finish(finish);
   for (int64_t jc = j_begin; jc < j_end; jc += blocks.nc) {
     const int64_t nc = std::min(blocks.nc, j_end - jc);
@@ -121,6 +131,12 @@ void kernel_loops(const MicroKernel& kernel, int64_t depth, const Rows& rows, co
           const int64_t n = std::min(nr, nc - j);
           for (int64_t i = 0; i < mc; i += mr) {
             const int64_t m = std::min(mr, mc - i);
+            if (tile != nullptr) {
+              kernel.multiply(m, n, steps, row_panels + i * steps, col_panels + j * steps, 0.0f,
+                              tile, tile_rs, tile_cs);
+              finish(ic + i, m, jc + j, n);
+              continue;
+            }
             const bool started = step == 0 && start(ic + i, m, jc + j, n);
             kernel.multiply(m, n, steps, row_panels + i * steps, col_panels + j * steps,
                             started ? 1.0f : beta, c + (ic + i) * rs + (jc + j) * cs, rs, cs);
@@ -150,16 +166,16 @@ void packed_gemm(const MicroKernel& kernel, int64_t depth, const A& a, const B& 
                  const Start& start = kNoStart) {
   if (kernel.prefers_rows) {
     packed::kernel_loops(kernel, depth, a, b, c.data, c.row_stride, c.col_stride, c.overwrite,
-                         range.row_begin, range.row_end, range.col_begin, range.col_end, blocks,
-                         row_buffer, col_buffer, finish, start);
+                         c.tile, range.row_begin, range.row_end, range.col_begin, range.col_end,
+                         blocks, row_buffer, col_buffer, finish, start);
   } else {  // C^T = B^T * A^T: B's lanes are the tile rows
     auto transposed = [&](int64_t i, int64_t m, int64_t j, int64_t n) { finish(j, n, i, m); };
     auto transposed_start = [&](int64_t i, int64_t m, int64_t j, int64_t n) {
       return start(j, n, i, m);
     };
     packed::kernel_loops(kernel, depth, b, a, c.data, c.col_stride, c.row_stride, c.overwrite,
-                         range.col_begin, range.col_end, range.row_begin, range.row_end, blocks,
-                         row_buffer, col_buffer, transposed, transposed_start);
+                         c.tile, range.col_begin, range.col_end, range.row_begin, range.row_end,
+                         blocks, row_buffer, col_buffer, transposed, transposed_start);
   }
 }
 
