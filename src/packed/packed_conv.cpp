@@ -299,12 +299,15 @@ PackedBlocking choose_packed_blocking(const Conv2dShape& s, const MicroKernel& k
     b.slot_floats = b.row_buffer_floats + b.col_buffer_floats + round_up(block, kAlignFloats);
   };
   size_slots();
-  // By default a worker's share stays within kWorkerFloats (the packed weights counted whole):
-  // the blocks of the tile rows shrink first, which packs nothing twice (they are packed block
-  // by block anyway; 3x3 512@7 at batch 8 had 2.2 MiB, most of it 416 positions' rows and the
-  // 512 outputs' tiles), then those of the columns (whose blocks each pack the rows again).
-  while (b.packed_weight_floats + b.slot_floats > kWorkerFloats &&
-         (mc > kernel.mr || nc > kernel.nr)) {
+  // By default a worker's share stays within kWorkerFloats (the shared packed weights counted
+  // whole; a filter kept for the next call, the caller's choice, not at all): the blocks of the
+  // tile rows shrink first, which packs nothing twice (they are packed block by block anyway;
+  // 3x3 512@7 at batch 8 had 2.2 MiB, most of it 416 positions' rows and the 512 outputs'
+  // tiles), then those of the columns (whose blocks each pack the rows again).
+  const auto shared_floats = [&] {
+    return keeps_filter ? std::max(data_weight_floats(), weight_partials) : b.packed_weight_floats;
+  };
+  while (shared_floats() + b.slot_floats > kWorkerFloats && (mc > kernel.mr || nc > kernel.nr)) {
     if (mc > kernel.mr) {
       mc = std::max(kernel.mr, mc / 2 / kernel.mr * kernel.mr);
     } else {
