@@ -72,6 +72,58 @@ CONVGEMM_AVX512 inline __m512 load_every_second(__m512 into, __mmask16 mask, con
   return _mm512_mask_mov_ps(into, mask, _mm512_permutex2var_ps(a, even, b));
 }
 
+// Cuts panels [group, group_end) of `width` lanes (`lanes` in all from `first`) into their runs:
+// panel group + i's are runs[runs_of[i]] to runs[runs_of[i + 1] - 1]. Returns their count.
+template <int64_t Stride>
+int64_t cut_runs(const ImageColumns& op, int64_t first, int64_t lanes, int64_t width, int64_t group,
+                 int64_t group_end, Run* runs, int64_t* runs_of) {
+  const Conv2dShape& s = *op.shape;
+  const int64_t OW = s.out_width(), P = s.gemm_p();
+  const int64_t image_stride = s.in_channels * s.in_height * s.in_width;
+  int64_t run_count = 0;
+  for (int64_t panel = group; panel < group_end; ++panel) {
+    runs_of[panel - group] = run_count;
+    const int64_t used = std::min(width, lanes - panel * width);
+    for (int64_t lane = 0; lane < used;) {
+      const int64_t q = op.first_lane + first + panel * width + lane, p = q % P, ow = p % OW;
+      const int64_t length = std::min(OW - ow, used - lane);
+      // Lane l of the run reads output column ow + l - lane: lane 0 would read image column
+      // (ow - lane) * stride + iw_offset of its image row.
+      runs[run_count++] = {p / OW * s.stride_height, q / P * image_stride + (ow - lane) * Stride,
+                           ow, lane, length};
+      lane += length;
+    }
+  }
+  runs_of[group_end - group] = run_count;
+  return run_count;
+}
+
+// The floats a block of loads touches in a channel's plane, [begin, end), prefetched a few
+// channels ahead (enough for kPrefetchedTaps taps' loads, at least kMinPrefetchedChannels): a
+// large image (VGG's 224 x 224 x 64, 12.8 MB) comes from memory, and the stretches of
+// successive channels are a plane apart, too far for the hardware prefetcher to follow. Only
+// where the stretch lies within one image: small images side by side spread it over all of
+// them (8 planes of 3x3 512@7 at batch 8, 800 KB of prefetches per channel, were 84% of that
+// gather).
+struct PlanePrefetch {
+  int64_t begin, end, channels_ahead;
+  bool on;
+  PlanePrefetch(int64_t touched_begin, int64_t touched_end, int64_t taps, int64_t plane_floats)
+      : begin(touched_begin),
+        end(touched_end),
+        channels_ahead(std::max(kMinPrefetchedChannels, ceil_div(kPrefetchedTaps, taps))),
+        on(touched_begin < touched_end && touched_end - touched_begin <= plane_floats) {}
+  // Before channel c (of those up to c_last) of planes plane_floats apart from `plane`.
+  CONVGEMM_AVX512 void before(const float* plane, int64_t c, int64_t c_last,
+                              int64_t plane_floats) const {
+    if (!on || c + channels_ahead > c_last) return;
+    const float* ahead = address(plane, channels_ahead * plane_floats);
+    for (int64_t at = begin; at < end; at += panel::kFloatsPerLine) {
+      _mm_prefetch(reinterpret_cast<const char*>(address(ahead, at)), _MM_HINT_T0);
+    }
+  }
+};
+
 template <int64_t Width, int64_t Stride>
 CONVGEMM_AVX512 void gather_columns(const ImageColumns& op, int64_t first, int64_t lanes,
                                     int64_t step, int64_t steps, float* buffer) {
@@ -82,8 +134,7 @@ CONVGEMM_AVX512 void gather_columns(const ImageColumns& op, int64_t first, int64
       static_cast<__mmask16>((1u << (Width - (Vectors - 1) * kVectorLanes)) - 1);
   const Conv2dShape& s = *op.shape;
   const int64_t KH = s.kernel_height, KW = s.kernel_width, H = s.in_height, W = s.in_width;
-  const int64_t OW = s.out_width(), P = s.gemm_p(), image_stride = s.in_channels * H * W;
-  const int64_t T = KH * KW, sh = s.stride_height, panel_floats = steps * width;
+  const int64_t T = KH * KW, panel_floats = steps * width;
   Run runs[kGroupPanels * width];
   int64_t runs_of[kGroupPanels + 1];  // panel i's runs: [runs_of[i], runs_of[i + 1])
   TapLoad loads[kMaxTapLoads];
@@ -92,21 +143,8 @@ CONVGEMM_AVX512 void gather_columns(const ImageColumns& op, int64_t first, int64
   const int64_t c_first = step / T, c_last = (step + steps - 1) / T;
   for (int64_t group = 0; group < panels; group += kGroupPanels) {
     const int64_t group_end = std::min(panels, group + kGroupPanels), count = group_end - group;
-    int64_t run_count = 0;
-    for (int64_t panel = group; panel < group_end; ++panel) {
-      runs_of[panel - group] = run_count;
-      const int64_t used = std::min(width, lanes - panel * width);
-      for (int64_t lane = 0; lane < used;) {
-        const int64_t q = op.first_lane + first + panel * width + lane, p = q % P, ow = p % OW;
-        const int64_t length = std::min(OW - ow, used - lane);
-        // Lane l of the run reads output column ow + l - lane: lane 0 would read image column
-        // (ow - lane) * stride + iw_offset of its image row.
-        runs[run_count++] = {p / OW * sh, q / P * image_stride + (ow - lane) * Stride, ow, lane,
-                             length};
-        lane += length;
-      }
-    }
-    runs_of[count] = run_count;
+    const int64_t run_count =
+        cut_runs<Stride>(op, first, lanes, width, group, group_end, runs, runs_of);
     // Taps in blocks whose loads fit (a run has at most one load per tap).
     const int64_t taps_per_block = std::clamp<int64_t>(kMaxTapLoads / run_count, 1, T);
     for (int64_t tap_begin = 0; tap_begin < T; tap_begin += taps_per_block) {
@@ -129,28 +167,15 @@ CONVGEMM_AVX512 void gather_columns(const ImageColumns& op, int64_t first, int64
         }
       }
       loads_of[(tap_end - tap_begin) * count] = load_count;
-      // The floats of a plane these loads touch, as one stretch: prefetched a few channels ahead.
-      // A large image (VGG's 224 x 224 x 64, 12.8 MB) comes from memory, and the stretches of
-      // successive channels are a plane apart, too far for the hardware prefetcher to follow.
-      // Only where the stretch lies within one image: small images side by side spread it over
-      // all of them (8 planes of 3x3 512@7 at batch 8, 800 KB of prefetches per channel, were
-      // 84% of that gather).
       int64_t touched_begin = std::numeric_limits<int64_t>::max(), touched_end = 0;
       for (int64_t l = 0; l < load_count; ++l) {
         touched_begin = std::min(touched_begin, loads[l].offset);
         touched_end = std::max(touched_end, loads[l].offset + width * Stride);
       }
-      const bool prefetch = touched_end - touched_begin <= H * W;
-      const int64_t channels_ahead =
-          std::max(kMinPrefetchedChannels, ceil_div(kPrefetchedTaps, tap_end - tap_begin));
+      const PlanePrefetch prefetch(touched_begin, touched_end, tap_end - tap_begin, H * W);
       for (int64_t c = c_first; c <= c_last; ++c) {
         const float* plane = op.x_group + c * H * W;
-        if (prefetch && c + channels_ahead <= c_last) {
-          const float* ahead = address(plane, channels_ahead * H * W);
-          for (int64_t at = touched_begin; at < touched_end; at += panel::kFloatsPerLine) {
-            _mm_prefetch(reinterpret_cast<const char*>(address(ahead, at)), _MM_HINT_T0);
-          }
-        }
+        prefetch.before(plane, c, c_last, H * W);
         for (int64_t tap = tap_begin; tap < tap_end; ++tap) {
           const int64_t t = c * T + tap - step;
           if (t < 0 || t >= steps) continue;
@@ -227,8 +252,7 @@ CONVGEMM_AVX512 void gather_columns_by_kernel_rows(const ImageColumns& op, int64
       static_cast<__mmask16>((1u << (Width - (Vectors - 1) * kVectorLanes)) - 1);
   const Conv2dShape& s = *op.shape;
   const int64_t KH = s.kernel_height, KW = s.kernel_width, H = s.in_height, W = s.in_width;
-  const int64_t OW = s.out_width(), P = s.gemm_p(), image_stride = s.in_channels * H * W;
-  const int64_t T = KH * KW, sh = s.stride_height, panel_floats = steps * width;
+  const int64_t T = KH * KW, panel_floats = steps * width;
   const __m512i iota = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
   const __m512i even = _mm512_add_epi32(iota, iota);
   const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
@@ -249,35 +273,26 @@ CONVGEMM_AVX512 void gather_columns_by_kernel_rows(const ImageColumns& op, int64
   const int64_t c_first = step / T, c_last = (step + steps - 1) / T;
   for (int64_t group = 0; group < panels; group += kGroupPanels) {
     const int64_t group_end = std::min(panels, group + kGroupPanels), count = group_end - group;
-    int64_t run_count = 0;
-    for (int64_t panel = group; panel < group_end; ++panel) {
-      runs_of[panel - group] = run_count;
-      const int64_t used = std::min(width, lanes - panel * width);
-      for (int64_t lane = 0; lane < used;) {
-        const int64_t q = op.first_lane + first + panel * width + lane, p = q % P, ow = p % OW;
-        const int64_t length = std::min(OW - ow, used - lane);
-        runs[run_count] = {p / OW * sh, q / P * image_stride + (ow - lane) * Stride, ow, lane,
-                           length};
-        // Window lane i (raw vector u, lane j: i = 16 u + j) reads image column
-        // (ow - lane) * Stride - pad_left + i, inside the image where it is in [0, W).
-        RunMasks& m = masks[run_count];
-        const int64_t column = (ow - lane) * Stride - s.pad_left;
-        for (int64_t u = 0; u < Raw; ++u) {
-          const int64_t begin = std::clamp<int64_t>(-column - u * kVectorLanes, 0, kVectorLanes);
-          const int64_t end = std::clamp<int64_t>(W - column - u * kVectorLanes, 0, kVectorLanes);
-          m.raw[u] = static_cast<__mmask16>(begin < end ? lane_mask(begin, end) : 0);
-        }
-        const uint64_t run_lanes = lane_mask(lane, lane + length);
-        for (int64_t v = 0; v < Vectors; ++v) {
-          m.stores[v] = static_cast<__mmask16>(run_lanes >> (v * kVectorLanes)) &
-                        (v + 1 < Vectors ? __mmask16{0xffff} : last_lanes);
-        }
-        m.whole = lane == 0 && length == width;
-        ++run_count;
-        lane += length;
+    const int64_t run_count =
+        cut_runs<Stride>(op, first, lanes, width, group, group_end, runs, runs_of);
+    for (int64_t r = 0; r < run_count; ++r) {
+      // Window lane i (raw vector u, lane j: i = 16 u + j) reads image column
+      // (ow - lane) * Stride - pad_left + i, inside the image where it is in [0, W).
+      const Run& run = runs[r];
+      RunMasks& m = masks[r];
+      const int64_t column = (run.ow - run.lane) * Stride - s.pad_left;
+      for (int64_t u = 0; u < Raw; ++u) {
+        const int64_t begin = std::clamp<int64_t>(-column - u * kVectorLanes, 0, kVectorLanes);
+        const int64_t end = std::clamp<int64_t>(W - column - u * kVectorLanes, 0, kVectorLanes);
+        m.raw[u] = static_cast<__mmask16>(begin < end ? lane_mask(begin, end) : 0);
       }
+      const uint64_t run_lanes = lane_mask(run.lane, run.lane + run.length);
+      for (int64_t v = 0; v < Vectors; ++v) {
+        m.stores[v] = static_cast<__mmask16>(run_lanes >> (v * kVectorLanes)) &
+                      (v + 1 < Vectors ? __mmask16{0xffff} : last_lanes);
+      }
+      m.whole = run.lane == 0 && run.length == width;
     }
-    runs_of[count] = run_count;
     const uint64_t all_lanes = lane_mask(0, width);
     const int64_t rows_per_block = std::clamp<int64_t>(kMaxTapLoads / run_count, 1, KH);
     for (int64_t kh_begin = 0; kh_begin < KH; kh_begin += rows_per_block) {
@@ -303,18 +318,10 @@ CONVGEMM_AVX512 void gather_columns_by_kernel_rows(const ImageColumns& op, int64
         }
       }
       loads_of[(kh_end - kh_begin) * count] = load_count;
-      // Prefetched a few channels ahead, as in the tap-by-tap gather above.
-      const bool prefetch = load_count > 0 && touched_end - touched_begin <= H * W;
-      const int64_t channels_ahead =
-          std::max(kMinPrefetchedChannels, ceil_div(kPrefetchedTaps, (kh_end - kh_begin) * KW));
+      const PlanePrefetch prefetch(touched_begin, touched_end, (kh_end - kh_begin) * KW, H * W);
       for (int64_t c = c_first; c <= c_last; ++c) {
         const float* plane = op.x_group + c * H * W;
-        if (prefetch && c + channels_ahead <= c_last) {
-          const float* ahead = address(plane, channels_ahead * H * W);
-          for (int64_t at = touched_begin; at < touched_end; at += panel::kFloatsPerLine) {
-            _mm_prefetch(reinterpret_cast<const char*>(address(ahead, at)), _MM_HINT_T0);
-          }
-        }
+        prefetch.before(plane, c, c_last, H * W);
         for (int64_t kh = kh_begin; kh < kh_end; ++kh) {
           // The call's steps may begin or end inside this kernel row: its taps [kw_begin, kw_end).
           const int64_t t0 = c * T + kh * KW - step;
